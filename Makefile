@@ -1,0 +1,46 @@
+# Set-up and entry points. `make run` and `make test` work on a fresh machine: they create the
+# virtual environment (.venv) and install everything the workflow needs.
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+SMK     := $(VENV)/bin/snakemake
+STAMP   := $(VENV)/.installed
+CONFIG  ?= config/config.yaml
+PYTHON3 ?= python3
+
+.PHONY: run test check plan bench report clean
+
+# torch/torchvision first, pinned (ptychi imports torchvision at module level and needs the
+# matching pair); then the project with TensorFlow, Snakemake and the rest from pyproject.toml.
+$(STAMP): pyproject.toml
+	$(PYTHON3) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## run the embedded default study (config/config.yaml) with the local profile (profiles/default)
+run: $(STAMP)
+	$(SMK) --configfile $(CONFIG)
+
+## static checks of the workflow, then the test suite
+test: $(STAMP) check
+	$(PY) -m pytest -q
+
+check: $(STAMP)
+	$(SMK) --lint
+	$(VENV)/bin/snakefmt --check Snakefile workflow/rules
+
+## plan the full study without data: job counts per rule/resource and the rule graph
+plan: $(STAMP)
+	$(PY) tools/plan.py --configfile config/study_fly64.yaml --out results/plan
+
+## benchmarks (see bench/README.md); they write bench/results.md
+bench: $(STAMP)
+	$(PY) bench/run_all.py
+
+## HTML report of a finished run
+report: $(STAMP)
+	$(SMK) --configfile $(CONFIG) --report report.html
+
+clean:
+	rm -rf results logs benchmarks .snakemake report.html

@@ -1,0 +1,145 @@
+"""NPZ/CSV/JSON I/O with atomic writes and validation that names the file and the key.
+
+Every output is written to a temporary name in its destination folder and renamed on
+success (DESIGN §7), so an interrupted job never leaves a file that looks complete.
+Files load with ``allow_pickle=False``: only plain arrays, never pickled objects.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+
+class DataError(ValueError):
+    """An input file that violates the data contract; the message names the file and the key."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = ""):
+    """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_npz(path: str | os.PathLike, **arrays) -> None:
+    """Atomically write an uncompressed NPZ of plain arrays (scalars become 0-d arrays)."""
+    clean = {}
+    for key, value in arrays.items():
+        arr = np.asarray(value)
+        if arr.dtype == object:
+            raise TypeError(f"{path}: key '{key}' would need pickling (dtype object)")
+        clean[key] = arr
+    with atomic_path(path, ".npz") as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **clean)
+
+
+def save_json(path: str | os.PathLike, obj) -> None:
+    with atomic_path(path, ".json") as tmp:
+        Path(tmp).write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def save_csv(path: str | os.PathLike, frame) -> None:
+    """Atomically write a pandas DataFrame as CSV (no index)."""
+    with atomic_path(path, ".csv") as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def save_figure(path: str | os.PathLike, fig, **kwargs) -> None:
+    """Atomically save a matplotlib figure; the format follows ``path``'s suffix."""
+    fmt = Path(path).suffix.lstrip(".") or "png"
+    with atomic_path(path, "." + fmt) as tmp:
+        fig.savefig(tmp, format=fmt, **kwargs)
+
+
+def load_npz(path: str | os.PathLike, required: tuple = ()) -> dict:
+    """Load every array of an NPZ into memory; a missing, truncated or corrupt file raises DataError."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in required if k not in f.files]
+            if missing:
+                raise DataError(f"{path}: missing key(s) {missing}; keys present: {sorted(f.files)}")
+            return {k: f[k] for k in f.files}
+    except DataError:
+        raise
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable NPZ (truncated or corrupt?): {exc}") from exc
+
+
+def check_array(path, key: str, arr: np.ndarray, *, dtype=None, ndim=None, shape=None) -> None:
+    """Raise DataError naming file and key when ``arr`` has the wrong dtype, rank or shape."""
+    if dtype is not None and arr.dtype != np.dtype(dtype):
+        raise DataError(f"{path}: key '{key}' has dtype {arr.dtype}, expected {np.dtype(dtype)}")
+    if ndim is not None and arr.ndim != ndim:
+        raise DataError(f"{path}: key '{key}' has shape {arr.shape}, expected {ndim} dimensions")
+    if shape is not None:
+        for i, (got, want) in enumerate(zip(arr.shape, shape)):
+            if want is not None and got != want:
+                raise DataError(
+                    f"{path}: key '{key}' has shape {arr.shape}, expected {tuple(shape)} (axis {i})"
+                )
+
+
+def check_amplitudes(path, key: str, arr: np.ndarray) -> None:
+    """Diffraction must be amplitudes sqrt(counts): finite and non-negative."""
+    if not np.all(np.isfinite(arr)):
+        raise DataError(f"{path}: key '{key}' contains NaN or infinite values; expected amplitudes sqrt(counts)")
+    if arr.size and arr.min() < 0:
+        raise DataError(
+            f"{path}: key '{key}' has negative values (min {arr.min():.3g}); expected amplitudes sqrt(counts) ≥ 0"
+        )
+
+
+def open_npz_array(path: str | os.PathLike, key: str) -> np.ndarray:
+    """Memory-map one array of an uncompressed NPZ without reading the rest of the file.
+
+    Indexing the result reads only the rows touched, so a job can gather a few patterns of a
+    large split without holding the split in memory. Falls back to a full read for a
+    compressed member.
+    """
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            info = zf.getinfo(key + ".npy")
+            if info.compress_type != zipfile.ZIP_STORED:
+                return load_npz(path, required=(key,))[key]
+            with open(path, "rb") as fh:
+                fh.seek(info.header_offset)
+                header = fh.read(30)
+                name_len = int.from_bytes(header[26:28], "little")
+                extra_len = int.from_bytes(header[28:30], "little")
+                start = info.header_offset + 30 + name_len + extra_len
+                fh.seek(start)
+                version = np.lib.format.read_magic(fh)
+                read_header = (
+                    np.lib.format.read_array_header_1_0
+                    if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0
+                )
+                shape, fortran, dtype = read_header(fh)
+                offset = fh.tell()
+    except KeyError as exc:
+        raise DataError(f"{path}: missing key '{key}'") from exc
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable NPZ (truncated or corrupt?): {exc}") from exc
+    if dtype.hasobject:
+        raise DataError(f"{path}: key '{key}' holds pickled objects; expected a plain array")
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")

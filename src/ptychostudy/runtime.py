@@ -1,0 +1,70 @@
+"""Process set-up shared by the workflow's scripts: logging to the job's log, thread counts, devices.
+
+Call these first thing in a script, before TensorFlow or torch run their first op: thread pools
+are fixed at that moment, and the job's ``threads`` is what the scheduler reserved.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+
+def setup_logging(log_path: str | None) -> logging.Logger:
+    """Send Python logging (and uncaught exceptions) of this job to its Snakemake log file."""
+    handlers = [logging.StreamHandler(sys.stderr)]
+    if log_path:
+        os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
+        handlers.append(logging.FileHandler(log_path, mode="w"))
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=handlers,
+        force=True,
+    )
+    logger = logging.getLogger("ptychostudy")
+
+    def _hook(exc_type, exc, tb):
+        logger.error("failed: %s", exc, exc_info=(exc_type, exc, tb))
+
+    sys.excepthook = _hook
+    return logger
+
+
+def limit_cpu_threads(threads: int) -> None:
+    """Cap BLAS/OpenMP pools through the environment (effective before numpy-heavy libraries start)."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTEROP_THREADS"):
+        os.environ[var] = str(max(int(threads), 1))
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def configure_tensorflow(threads: int):
+    """Import TensorFlow with the job's thread budget and GPU memory growth; returns the module.
+
+    The device comes from ``CUDA_VISIBLE_DEVICES`` (set by SLURM's GPU allocation or by the
+    user); without a GPU TensorFlow runs on the CPU.
+    """
+    limit_cpu_threads(threads)
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(max(int(threads), 1))
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    for gpu in tf.config.list_physical_devices("GPU"):
+        tf.config.experimental.set_memory_growth(gpu, True)
+    logging.getLogger("ptychostudy").info(
+        "TensorFlow %s, GPUs: %s, threads: %d",
+        tf.__version__,
+        [g.name for g in tf.config.list_physical_devices("GPU")] or "none (CPU)",
+        threads,
+    )
+    return tf
+
+
+def configure_torch(threads: int):
+    """Import torch with the job's thread budget; returns the module."""
+    limit_cpu_threads(threads)
+    import torch
+
+    torch.set_num_threads(max(int(threads), 1))
+    return torch

@@ -1,0 +1,170 @@
+"""Phase D on disk: views, groups and chunk shards of one dose × view × split.
+
+Group first, shard second: the groups of a split are formed once over all its view's positions
+(``write_groups``), then cut into chunk files of ``chunk_size`` groups (``write_shards``). The
+shard writer memory-maps the Phase C diffraction and gathers one chunk at a time, so its peak
+memory follows the chunk, not the split; each later job reads exactly one chunk file.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from . import geometry, io
+from .grouping import group_positions
+from .patches import extract_patches
+
+log = logging.getLogger(__name__)
+
+CHUNK_KEYS = (
+    "diffraction",
+    "coords_relative",
+    "coords_center",
+    "group_index",
+    "member_index",
+    "patches",
+    "probeGuess",
+    "N",
+    "gridsize",
+)
+
+
+def view_index(lattice: np.ndarray, view_names: np.ndarray, view: str, path="phase C file") -> np.ndarray:
+    """Indices (into a Phase C split) of the positions on ``view``'s raster."""
+    names = [str(v) for v in view_names]
+    if view not in names:
+        raise io.DataError(f"{path}: key 'view_names' has {names}; expected it to contain view '{view}'")
+    return np.flatnonzero(lattice == names.index(view)).astype(np.int64)
+
+
+def make_groups(
+    phase_c: dict,
+    view: str,
+    gridsize: int,
+    k: int,
+    n_groups,
+    seeds: dict,
+    what: str = "n_groups",
+    path="phase C file",
+) -> tuple[dict, dict]:
+    """Groups of one view of one split (indices into the split's arrays) and its measured overlap."""
+    vidx = view_index(phase_c["lattice"], phase_c["view_names"], view, path)
+    pos = np.stack([phase_c["xcoords"], phase_c["ycoords"]], axis=1)
+    g = group_positions(pos[vidx], gridsize, k, n_groups, seeds["grouping"], seeds["subsampling"], what)
+    members = vidx[g["members"]]  # view-local → split indices
+    groups = dict(
+        view_index=vidx,
+        members=members,
+        seed_index=vidx[g["seed_index"]],
+        coords_center=g["coords_center"],
+        coords_relative=g["coords_relative"],
+        n_groups=np.int64(len(members)),
+        gridsize=np.int64(gridsize),
+        neighbor_count=np.int64(k),
+    )
+    overlap = geometry.measured_overlap(pos[vidx], float(phase_c["probe_diameter"]))
+    overlap["n_groups"] = int(len(members))
+    return groups, overlap
+
+
+def write_groups(phase_c_path, groups_path, overlap_path, view, gridsize, k, n_groups, seeds, what="n_groups"):
+    """Phase D, file level: read the split's positions, group, write groups.npz and overlap.json."""
+    keys = ("xcoords", "ycoords", "lattice", "view_names", "probe_diameter")
+    phase_c = {key: io.load_npz(phase_c_path, required=keys)[key] for key in keys}
+    groups, overlap = make_groups(phase_c, view, gridsize, k, n_groups, seeds, what, phase_c_path)
+    overlap.update(view=view)
+    io.save_npz(groups_path, **groups)
+    io.save_json(overlap_path, overlap)
+    log.info("%s: %d groups, measured overlap %s", groups_path, len(groups["members"]), overlap)
+    return groups, overlap
+
+
+def gather_chunk(diffraction, obj: np.ndarray, xy: np.ndarray, groups: dict, sl: slice, n: int) -> dict:
+    """Arrays of one chunk: groups ``sl`` gathered from the split's diffraction (array or memmap)."""
+    members = groups["members"][sl]
+    b, c = members.shape
+    flat = members.ravel()
+    # sorted unique rows keep memmap reads sequential; then scatter back to member order
+    uniq, inverse = np.unique(flat, return_inverse=True)
+    diff = np.asarray(diffraction[uniq])[inverse].reshape(b, c, n, n)
+    patches = extract_patches(obj, xy[flat], n).reshape(b, c, n, n)
+    return dict(
+        diffraction=np.ascontiguousarray(diff.transpose(0, 2, 3, 1), dtype=np.float32),
+        patches=np.ascontiguousarray(patches.transpose(0, 2, 3, 1), dtype=np.complex64),
+        coords_relative=groups["coords_relative"][sl],
+        coords_center=groups["coords_center"][sl],
+        group_index=np.arange(sl.start, sl.stop, dtype=np.int64),
+        member_index=members,
+    )
+
+
+class ShardSource:
+    """A split's inputs for sharding: positions, object, probe and groups in memory, diffraction memory-mapped."""
+
+    def __init__(self, phase_c_path, groups_path, chunk_size: int):
+        if chunk_size <= 0:
+            raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+        self.phase_c_path, self.groups_path, self.chunk_size = phase_c_path, groups_path, chunk_size
+        small = io.load_npz(phase_c_path, required=("xcoords", "ycoords", "probeGuess", "objectGuess", "N", "dose"))
+        self.n = int(small["N"])
+        self.obj, self.probe, self.dose = small["objectGuess"], small["probeGuess"], small["dose"]
+        self.xy = np.stack([small["xcoords"], small["ycoords"]], axis=1)
+        self.diffraction = io.open_npz_array(phase_c_path, "diffraction")
+        io.check_array(phase_c_path, "diffraction", self.diffraction, ndim=3, shape=(len(self.xy), self.n, self.n))
+        self.groups = io.load_npz(groups_path, required=("members", "coords_center", "coords_relative", "gridsize"))
+        self.n_groups = len(self.groups["members"])
+        self.n_chunks = -(-self.n_groups // chunk_size)
+
+    def check_plan(self, n_chunks: int) -> None:
+        """The chunk count planned from the config must match the data (else: mixed runs)."""
+        if n_chunks != self.n_chunks:
+            raise ValueError(
+                f"{self.groups_path}: {self.n_groups} groups at chunk_size {self.chunk_size} make "
+                f"{self.n_chunks} chunks, but {n_chunks} were planned (config and data from different runs?)"
+            )
+
+    def write_chunk(self, i: int, path) -> None:
+        """Gather chunk ``i`` (groups i·chunk_size …) and write it atomically."""
+        if not 0 <= i < self.n_chunks:
+            raise ValueError(f"{self.groups_path}: chunk {i} out of range (0..{self.n_chunks - 1})")
+        sl = slice(i * self.chunk_size, min((i + 1) * self.chunk_size, self.n_groups))
+        chunk = gather_chunk(self.diffraction, self.obj, self.xy, self.groups, sl, self.n)
+        io.check_amplitudes(self.phase_c_path, "diffraction", chunk["diffraction"])
+        io.save_npz(
+            path,
+            **chunk,
+            probeGuess=self.probe,
+            N=np.int64(self.n),
+            gridsize=self.groups["gridsize"],
+            dose=self.dose,
+            chunk=np.int64(i),
+            n_chunks=np.int64(self.n_chunks),
+            n_groups=np.int64(self.n_groups),
+        )
+
+
+def write_shards(phase_c_path, groups_path, chunk_paths: list, chunk_size: int) -> None:
+    """Write every chunk of a split, one at a time (memory: one chunk, not the split)."""
+    source = ShardSource(phase_c_path, groups_path, chunk_size)
+    source.check_plan(len(chunk_paths))
+    for i, path in enumerate(chunk_paths):
+        source.write_chunk(i, path)
+
+
+def load_chunk(path, n: int | None = None, c: int | None = None) -> dict:
+    """Read one chunk file and check its shapes (against the model's N and C when given)."""
+    d = io.load_npz(path, required=CHUNK_KEYS)
+    diff = d["diffraction"]
+    io.check_array(path, "diffraction", diff, dtype=np.float32, ndim=4)
+    b, n0, n1, c0 = diff.shape
+    if n is not None and (n0, n1) != (n, n):
+        raise io.DataError(f"{path}: key 'diffraction' has patterns of {n0}x{n1}; expected N={n} (the model's)")
+    if c is not None and c0 != c:
+        raise io.DataError(f"{path}: key 'diffraction' has {c0} channels; expected C={c} (the model's gridsize²)")
+    io.check_amplitudes(path, "diffraction", diff)
+    io.check_array(path, "coords_relative", d["coords_relative"], shape=(b, c0, 2))
+    io.check_array(path, "coords_center", d["coords_center"], shape=(b, 2))
+    io.check_array(path, "group_index", d["group_index"], shape=(b,))
+    return d

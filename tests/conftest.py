@@ -1,0 +1,36 @@
+"""Shared fixtures: small configs and data built in temporary folders."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "tests" / "data" / "tiny.yaml"
+
+
+@pytest.fixture
+def tiny_cfg() -> dict:
+    """The tiny end-to-end config as a dict (a fresh copy per test)."""
+    return copy.deepcopy(yaml.safe_load(TINY.read_text()))
+
+
+@pytest.fixture(scope="session")
+def tiny_phase_c(tmp_path_factory):
+    """Phase C files of the tiny config at dose 1e5: {'train': path, 'test': path, 'plan': plan}."""
+    from ptychostudy.config import build_plan
+    from ptychostudy.dataset import write_phase_c
+
+    plan = build_plan(yaml.safe_load(TINY.read_text()))
+    d = tmp_path_factory.mktemp("phase_c")
+    paths = {"train": d / "train.npz", "test": d / "test.npz"}
+    write_phase_c(plan, 100000, paths)
+    return {**paths, "plan": plan}
+
+
+def rng(seed=0):
+    return np.random.default_rng(seed)

@@ -1,0 +1,132 @@
+# Helpers shared by the rule files: the static study plan, target lists, resources.
+import os
+import sys
+
+_SRC = os.path.join(workflow.basedir, "src")
+# the library travels with the workflow: make it importable here and in every job's process
+# (local, cluster, or a --sdm conda environment)
+sys.path.insert(0, _SRC)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (_SRC, os.environ.get("PYTHONPATH", "")) if p
+)
+
+from ptychostudy.config import SPLITS, build_plan
+
+PLAN = build_plan(config)
+DOSES = [str(d) for d in PLAN.doses]
+VIEWS = list(PLAN.view_names)
+NN_MODELS = list(PLAN.nn_models)
+ARMS = list(PLAN.models)
+
+
+wildcard_constraints:
+    dose=r"\d+",
+    view="|".join(VIEWS),
+    split="|".join(SPLITS),
+    model="pinn|baseline",
+    chunk=r"\d{4}",
+
+
+def get_phase_c(wildcards):
+    return f"results/phase_c/dose_{wildcards.dose}/{wildcards.split}.npz"
+
+
+def get_chunk_paths(wildcards):
+    """Every chunk file of one dose x view x split, known from the config alone."""
+    return expand(
+        "results/phase_d/dose_{dose}/{view}/{split}/chunks/chunk_{chunk}.npz",
+        dose=wildcards.dose,
+        view=wildcards.view,
+        split=wildcards.split,
+        chunk=PLAN.chunk_ids(wildcards.view, wildcards.split),
+    )
+
+
+def get_n_groups(wildcards):
+    """'all' or the number of groups of this view and split (config `n_groups`)."""
+    return PLAN.views[wildcards.view].n_groups_request[wildcards.split]
+
+
+def get_n_chunks(wildcards):
+    return PLAN.n_chunks(wildcards.view, wildcards.split)
+
+
+def get_train_chunks(wildcards):
+    return expand(
+        "results/phase_d/dose_{dose}/{view}/train/chunks/chunk_{chunk}.npz",
+        dose=wildcards.dose,
+        view=wildcards.view,
+        chunk=PLAN.chunk_ids(wildcards.view, "train"),
+    )
+
+
+def get_chunk_predictions(wildcards):
+    return expand(
+        "results/inference/dose_{dose}/{view}/{split}/{model}/chunk_{chunk}.npz",
+        dose=wildcards.dose,
+        view=wildcards.view,
+        split=wildcards.split,
+        model=wildcards.model,
+        chunk=PLAN.chunk_ids(wildcards.view, wildcards.split),
+    )
+
+
+def get_arm_paths(wildcards):
+    """Reconstructions of one cell, one per arm, in the order of config `models`."""
+    paths = []
+    for arm in ARMS:
+        if arm == "ptychi":
+            paths.append(
+                f"results/phase_f/dose_{wildcards.dose}/{wildcards.view}/{wildcards.split}/ptychi.npz"
+            )
+        else:
+            paths.append(
+                f"results/inference/dose_{wildcards.dose}/{wildcards.view}/{wildcards.split}/{arm}/merged.npz"
+            )
+    return paths
+
+
+def get_training_params(wildcards):
+    return dict(config["training"], seed=config["seeds"]["training"])
+
+
+def get_model_params(wildcards):
+    return dict(config[wildcards.model])
+
+
+def get_cells():
+    return [
+        f"{dose}/{view}/{split}" for dose in DOSES for view in VIEWS for split in SPLITS
+    ]
+
+
+def get_cell_files(name):
+    return [f"results/phase_g/dose_{cell}/{name}" for cell in get_cells()]
+
+
+def get_final_output():
+    """Everything `rule all` builds: the summary (which pulls in every phase)."""
+    return [
+        "results/summary/metrics.csv",
+        "results/summary/summary.md",
+        "results/summary/metrics_vs_dose_phase.png",
+        "results/summary/metrics_vs_dose_amplitude.png",
+        "results/summary/montage_test_phase.png",
+    ] + expand("results/phase_c/dose_{dose}/overview.png", dose=DOSES)
+
+
+# Resources: portable names only (gpu, mem_mb, runtime); site details live in profiles/.
+def gpu_mem_mb(wildcards, attempt):
+    return 4000 * attempt
+
+
+def cpu_mem_mb(wildcards, attempt):
+    return 2000 * attempt
+
+
+def train_runtime(wildcards, attempt):
+    return 120 * attempt
+
+
+def short_runtime(wildcards, attempt):
+    return 30 * attempt

@@ -1,0 +1,46 @@
+# Inference: one GPU job per dose x view x split x model x chunk; then an exact streaming merge.
+
+
+rule infer_chunk:
+    input:
+        model="results/phase_e/dose_{dose}/{view}/{model}/model.keras",
+        chunk="results/phase_d/dose_{dose}/{view}/{split}/chunks/chunk_{chunk}.npz",
+    output:
+        pred="results/inference/dose_{dose}/{view}/{split}/{model}/chunk_{chunk}.npz",
+    params:
+        batch_size=config["inference"]["batch_size"],
+    log:
+        "logs/inference/dose_{dose}/{view}/{split}/{model}/chunk_{chunk}.log",
+    benchmark:
+        "benchmarks/inference/dose_{dose}/{view}/{split}/{model}/chunk_{chunk}.tsv"
+    conda:
+        "../../envs/tensorflow.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=gpu_mem_mb,
+        runtime=short_runtime,
+    script:
+        "../scripts/infer_chunk.py"
+
+
+rule merge_chunks:
+    input:
+        preds=get_chunk_predictions,
+        phase_c=get_phase_c,
+    output:
+        merged="results/inference/dose_{dose}/{view}/{split}/{model}/merged.npz",
+    params:
+        window=config["stitch"],
+    log:
+        "logs/inference/dose_{dose}/{view}/{split}/{model}/merge.log",
+    benchmark:
+        "benchmarks/inference/dose_{dose}/{view}/{split}/{model}/merge.tsv"
+    conda:
+        "../../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=cpu_mem_mb,
+        runtime=short_runtime,
+    script:
+        "../scripts/merge_chunks.py"
