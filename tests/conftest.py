@@ -34,3 +34,24 @@ def tiny_phase_c(tmp_path_factory):
 
 def rng(seed=0):
     return np.random.default_rng(seed)
+
+
+def run_snakemake(workdir, *extra, config=TINY, timeout=1800, check=True):
+    """Run the real workflow on ``config`` in ``workdir`` (local executor, default profile)."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
+           "--configfile", str(config), "--cores", "2", "--resources", "gpu=1", *extra]
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    if check and res.returncode != 0:
+        raise AssertionError(f"snakemake failed ({res.returncode}):\n{res.stdout[-4000:]}\n{res.stderr[-6000:]}")
+    return res
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """One complete run of the tiny config (shared by the end-to-end, determinism, SLURM tests)."""
+    work = tmp_path_factory.mktemp("tiny_run")
+    run_snakemake(work)
+    return work

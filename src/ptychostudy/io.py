@@ -67,8 +67,11 @@ def save_figure(path: str | os.PathLike, fig, **kwargs) -> None:
         fig.savefig(tmp, format=fmt, **kwargs)
 
 
-def load_npz(path: str | os.PathLike, required: tuple = ()) -> dict:
-    """Load every array of an NPZ into memory; a missing, truncated or corrupt file raises DataError."""
+def load_npz(path: str | os.PathLike, required: tuple = (), only: tuple | None = None) -> dict:
+    """Load the arrays of an NPZ into memory (all, or just the keys ``only``).
+
+    A missing, truncated or corrupt file, or a missing ``required`` key, raises DataError.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file does not exist")
@@ -77,7 +80,7 @@ def load_npz(path: str | os.PathLike, required: tuple = ()) -> dict:
             missing = [k for k in required if k not in f.files]
             if missing:
                 raise DataError(f"{path}: missing key(s) {missing}; keys present: {sorted(f.files)}")
-            return {k: f[k] for k in f.files}
+            return {k: f[k] for k in f.files if only is None or k in only}
     except DataError:
         raise
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
@@ -108,26 +111,20 @@ def check_amplitudes(path, key: str, arr: np.ndarray) -> None:
         )
 
 
-def open_npz_array(path: str | os.PathLike, key: str) -> np.ndarray:
-    """Memory-map one array of an uncompressed NPZ without reading the rest of the file.
-
-    Indexing the result reads only the rows touched, so a job can gather a few patterns of a
-    large split without holding the split in memory. Falls back to a full read for a
-    compressed member.
-    """
+def npz_member_layout(path: str | os.PathLike, key: str) -> tuple[int, tuple, np.dtype]:
+    """Byte offset, shape and dtype of array ``key`` stored uncompressed (C order) in an NPZ."""
     path = Path(path)
     try:
         with zipfile.ZipFile(path) as zf:
             info = zf.getinfo(key + ".npy")
             if info.compress_type != zipfile.ZIP_STORED:
-                return load_npz(path, required=(key,))[key]
+                raise DataError(f"{path}: key '{key}' is compressed; expected an uncompressed NPZ (np.savez)")
             with open(path, "rb") as fh:
                 fh.seek(info.header_offset)
                 header = fh.read(30)
                 name_len = int.from_bytes(header[26:28], "little")
                 extra_len = int.from_bytes(header[28:30], "little")
-                start = info.header_offset + 30 + name_len + extra_len
-                fh.seek(start)
+                fh.seek(info.header_offset + 30 + name_len + extra_len)
                 version = np.lib.format.read_magic(fh)
                 read_header = (
                     np.lib.format.read_array_header_1_0
@@ -140,6 +137,41 @@ def open_npz_array(path: str | os.PathLike, key: str) -> np.ndarray:
         raise DataError(f"{path}: missing key '{key}'") from exc
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
         raise DataError(f"{path}: not a readable NPZ (truncated or corrupt?): {exc}") from exc
-    if dtype.hasobject:
-        raise DataError(f"{path}: key '{key}' holds pickled objects; expected a plain array")
-    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
+    if dtype.hasobject or fortran:
+        raise DataError(f"{path}: key '{key}' must be a plain C-ordered array")
+    end = offset + int(np.prod(shape)) * dtype.itemsize
+    if end > path.stat().st_size:
+        raise DataError(f"{path}: key '{key}' is truncated ({path.stat().st_size} bytes, needs {end})")
+    return offset, tuple(shape), dtype
+
+
+def read_npz_rows(path: str | os.PathLike, key: str, rows: np.ndarray) -> np.ndarray:
+    """Rows ``rows`` (first axis) of array ``key`` of an uncompressed NPZ, read with pread.
+
+    Only the requested rows are read, so a job can gather a few patterns of a large split
+    without holding (or mapping) the split; consecutive rows are read in one call.
+    """
+    offset, shape, dtype = npz_member_layout(path, key)
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.size and (rows.min() < 0 or rows.max() >= shape[0]):
+        raise DataError(f"{path}: key '{key}' has {shape[0]} rows; asked for row {rows.max()}")
+    row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+    order = np.argsort(rows, kind="stable")
+    sorted_rows = rows[order]
+    out = np.empty((len(rows),) + shape[1:], dtype=dtype)
+    flat = out.reshape(len(rows), -1).view(np.uint8)
+    # runs of consecutive (sorted) rows become one read each
+    breaks = np.flatnonzero(np.diff(sorted_rows) != 1) + 1
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for run in np.split(np.arange(len(rows)), breaks):
+            if not len(run):
+                continue
+            first, count = int(sorted_rows[run[0]]), len(run)
+            buf = os.pread(fd, count * row_bytes, offset + first * row_bytes)
+            if len(buf) != count * row_bytes:
+                raise DataError(f"{path}: key '{key}' is truncated")
+            flat[order[run]] = np.frombuffer(buf, dtype=np.uint8).reshape(count, row_bytes)
+    finally:
+        os.close(fd)
+    return out

@@ -10,9 +10,15 @@ the simulated data or the stitched reconstructions.
 from __future__ import annotations
 
 import numpy as np
+import scipy.fft
 
 #: padding (pixels, each side) around a patch when a fractional shift is applied
 SHIFT_PAD = 4
+
+
+def _padded_size(n: int) -> int:
+    """Window size for the Fourier shift: N plus the padding, rounded up to a fast FFT length."""
+    return scipy.fft.next_fast_len(n + 2 * SHIFT_PAD)
 
 
 def _frequency_grid(m: int) -> np.ndarray:
@@ -26,11 +32,11 @@ def fourier_shift(stack: np.ndarray, shift_xy: np.ndarray) -> np.ndarray:
     """
     m = stack.shape[-1]
     f = _frequency_grid(m)
-    sx = shift_xy[:, 0][:, None, None]
-    sy = shift_xy[:, 1][:, None, None]
-    ramp = np.exp(-2j * np.pi * (f[None, None, :] * sx + f[None, :, None] * sy))
-    out = np.fft.ifft2(np.fft.fft2(stack, axes=(-2, -1)) * ramp, axes=(-2, -1))
-    return out
+    # the phase ramp is separable: outer product of one ramp per axis
+    ramp_x = np.exp(-2j * np.pi * f[None, :] * shift_xy[:, 0][:, None])
+    ramp_y = np.exp(-2j * np.pi * f[None, :] * shift_xy[:, 1][:, None])
+    ramp = ramp_y[:, :, None] * ramp_x[:, None, :]
+    return scipy.fft.ifft2(scipy.fft.fft2(stack, axes=(-2, -1)) * ramp, axes=(-2, -1))
 
 
 def _split_positions(positions: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -50,14 +56,15 @@ def extract_patches(obj: np.ndarray, positions: np.ndarray, n: int, batch: int =
     p = SHIFT_PAD
     h, w = obj.shape
     if positions.size and (
-        base.min() - p < 0 or base[:, 0].max() + n + p + 1 > w or base[:, 1].max() + n + p + 1 > h
+        base.min() - p < 0 or base[:, 0].max() - p + _padded_size(n) > w
+        or base[:, 1].max() - p + _padded_size(n) > h
     ):
         raise ValueError(
             f"scan positions reach outside the object ({h}x{w}) for patch size {n}: "
             f"x in [{positions[:, 0].min():.1f}, {positions[:, 0].max():.1f}], "
             f"y in [{positions[:, 1].min():.1f}, {positions[:, 1].max():.1f}]"
         )
-    m = n + 2 * p
+    m = _padded_size(n)
     rr = np.arange(m)
     out = np.empty((len(positions), n, n), dtype=np.complex64)
     for s in range(0, len(positions), batch):
@@ -92,20 +99,31 @@ def place_patches(
     positions = np.asarray(positions, dtype=np.float64).reshape(-1, 2)
     base, frac = _split_positions(positions, n)
     p = SHIFT_PAD
-    m = n + 2 * p
     h, w = canvas.shape
+    exact = np.all(frac == 0, axis=1)
+    # integer positions are placed as they are; only fractional ones need the padded shift
+    m = n + 2 * p if exact.all() else _padded_size(n)
     if len(positions) and (
-        base.min() - p < 0 or base[:, 0].max() + n + p > w or base[:, 1].max() + n + p > h
+        base.min() - p < 0 or base[:, 0].max() - p + m > w or base[:, 1].max() - p + m > h
     ):
         raise ValueError(f"patches reach outside the {h}x{w} canvas")
-    padded = np.zeros((len(patches), m, m), dtype=np.complex128)
-    padded[:, p : p + n, p : p + n] = patches * window
-    wpad = np.zeros((len(patches), m, m), dtype=np.complex128)
-    wpad[:, p : p + n, p : p + n] = window
-    shifted = fourier_shift(padded, frac)
-    wshift = fourier_shift(wpad, frac).real
+    # patch and window shifted together: channel 0 the weighted patch, channel 1 the window
+    padded = np.zeros((len(patches), 2, m, m), dtype=np.complex128)
+    padded[:, 0, p : p + n, p : p + n] = patches * window
+    padded[:, 1, p : p + n, p : p + n] = window
+    if not exact.all():
+        sub = padded[~exact]
+        f = frac[~exact]
+        padded[~exact] = fourier_shift(sub.reshape(-1, m, m), np.repeat(f, 2, axis=0)).reshape(sub.shape)
+    shifted = padded[:, 0]
+    wshift = padded[:, 1].real
     rr = np.arange(m)
     rows = (base[:, 1] - p)[:, None, None] + rr[None, :, None]
     cols = (base[:, 0] - p)[:, None, None] + rr[None, None, :]
-    np.add.at(canvas, (rows, cols), shifted)
-    np.add.at(weight_canvas, (rows, cols), wshift)
+    # scatter-add through bincount on flat indices (far faster than np.add.at)
+    flat = (rows * w + cols).ravel()
+    size = h * w
+    canvas += (
+        np.bincount(flat, shifted.real.ravel(), size) + 1j * np.bincount(flat, shifted.imag.ravel(), size)
+    ).reshape(h, w)
+    weight_canvas += np.bincount(flat, wshift.ravel(), size).reshape(h, w)

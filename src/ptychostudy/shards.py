@@ -72,7 +72,7 @@ def make_groups(
 def write_groups(phase_c_path, groups_path, overlap_path, view, gridsize, k, n_groups, seeds, what="n_groups"):
     """Phase D, file level: read the split's positions, group, write groups.npz and overlap.json."""
     keys = ("xcoords", "ycoords", "lattice", "view_names", "probe_diameter")
-    phase_c = {key: io.load_npz(phase_c_path, required=keys)[key] for key in keys}
+    phase_c = io.load_npz(phase_c_path, required=keys, only=keys)
     groups, overlap = make_groups(phase_c, view, gridsize, k, n_groups, seeds, what, phase_c_path)
     overlap.update(view=view)
     io.save_npz(groups_path, **groups)
@@ -81,14 +81,13 @@ def write_groups(phase_c_path, groups_path, overlap_path, view, gridsize, k, n_g
     return groups, overlap
 
 
-def gather_chunk(diffraction, obj: np.ndarray, xy: np.ndarray, groups: dict, sl: slice, n: int) -> dict:
-    """Arrays of one chunk: groups ``sl`` gathered from the split's diffraction (array or memmap)."""
+def gather_chunk(phase_c_path, obj: np.ndarray, xy: np.ndarray, groups: dict, sl: slice, n: int) -> dict:
+    """Arrays of one chunk: groups ``sl``, reading only their members' patterns from the split file."""
     members = groups["members"][sl]
     b, c = members.shape
     flat = members.ravel()
-    # sorted unique rows keep memmap reads sequential; then scatter back to member order
     uniq, inverse = np.unique(flat, return_inverse=True)
-    diff = np.asarray(diffraction[uniq])[inverse].reshape(b, c, n, n)
+    diff = io.read_npz_rows(phase_c_path, "diffraction", uniq)[inverse].reshape(b, c, n, n)
     patches = extract_patches(obj, xy[flat], n).reshape(b, c, n, n)
     return dict(
         diffraction=np.ascontiguousarray(diff.transpose(0, 2, 3, 1), dtype=np.float32),
@@ -107,12 +106,17 @@ class ShardSource:
         if chunk_size <= 0:
             raise ValueError(f"chunk_size must be positive, got {chunk_size}")
         self.phase_c_path, self.groups_path, self.chunk_size = phase_c_path, groups_path, chunk_size
-        small = io.load_npz(phase_c_path, required=("xcoords", "ycoords", "probeGuess", "objectGuess", "N", "dose"))
+        keys = ("xcoords", "ycoords", "probeGuess", "objectGuess", "N", "dose")
+        small = io.load_npz(phase_c_path, required=keys, only=keys)
         self.n = int(small["N"])
         self.obj, self.probe, self.dose = small["objectGuess"], small["probeGuess"], small["dose"]
         self.xy = np.stack([small["xcoords"], small["ycoords"]], axis=1)
-        self.diffraction = io.open_npz_array(phase_c_path, "diffraction")
-        io.check_array(phase_c_path, "diffraction", self.diffraction, ndim=3, shape=(len(self.xy), self.n, self.n))
+        _, shape, dtype = io.npz_member_layout(phase_c_path, "diffraction")
+        io.check_array(phase_c_path, "diffraction", np.empty((0,) + shape[1:], dtype), dtype=np.float32)
+        if shape != (len(self.xy), self.n, self.n):
+            raise io.DataError(
+                f"{phase_c_path}: key 'diffraction' has shape {shape}, expected ({len(self.xy)}, {self.n}, {self.n})"
+            )
         self.groups = io.load_npz(groups_path, required=("members", "coords_center", "coords_relative", "gridsize"))
         self.n_groups = len(self.groups["members"])
         self.n_chunks = -(-self.n_groups // chunk_size)
@@ -130,7 +134,7 @@ class ShardSource:
         if not 0 <= i < self.n_chunks:
             raise ValueError(f"{self.groups_path}: chunk {i} out of range (0..{self.n_chunks - 1})")
         sl = slice(i * self.chunk_size, min((i + 1) * self.chunk_size, self.n_groups))
-        chunk = gather_chunk(self.diffraction, self.obj, self.xy, self.groups, sl, self.n)
+        chunk = gather_chunk(self.phase_c_path, self.obj, self.xy, self.groups, sl, self.n)
         io.check_amplitudes(self.phase_c_path, "diffraction", chunk["diffraction"])
         io.save_npz(
             path,

@@ -1,0 +1,201 @@
+"""Exact merge of predicted object patches (one inference chunk at a time) into the split's object.
+
+Every patch is placed at its absolute scan position with a sub-pixel Fourier shift
+(:func:`ptychostudy.patches.place_patches`) and weighted by a window ``w``; the stitched object
+is ``Σ w·patch / Σ w``. The canvases are complex128/float64 and the merge streams the chunk
+files one at a time, so memory is the canvas plus one chunk, and the result does not depend on
+how the groups were cut into chunks (differences are rounding, ~1e-15, far below 1e-5).
+
+Window choice (``make_window``):
+
+- ``"central"`` (default): a separable Tukey window that is 1 on the central
+  ``central_fraction`` of the patch and falls to 0 at the patch edge with a raised-cosine
+  taper. Networks are least reliable at patch borders (zero-padding of convolutions, the
+  probe's weak tails), so the centre dominates; the smooth taper avoids seams that a hard crop
+  would leave between neighbouring patches.
+- ``"probe"``: ``|P|² / max|P|²``, the weight a least-squares ptychographic solver gives each
+  object pixel (it is constrained in proportion to the illumination).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from .io import DataError, check_array, load_npz, save_npz
+from .patches import place_patches
+
+log = logging.getLogger(__name__)
+
+#: stitched pixels whose weight is below this fraction of the largest weight are set to 0
+MIN_RELATIVE_WEIGHT = 1e-3
+#: patches placed per call of ``place_patches`` (bounds the padded complex128 work arrays)
+PLACE_BATCH = 64
+WINDOW_KINDS = ("central", "probe")
+
+
+def _tukey_1d(n: int, central_fraction: float) -> np.ndarray:
+    """1 within ``central_fraction·n/2`` of the patch centre (pixel n/2), cosine taper to 0 at n/2."""
+    d = np.abs(np.arange(n) - n / 2.0)  # distance from the patch centre (DESIGN §3: pixel N/2)
+    half = n / 2.0
+    flat = central_fraction * half
+    w = np.ones(n)
+    if flat < half:
+        t = np.clip((d - flat) / (half - flat), 0.0, 1.0)
+        w = 0.5 * (1.0 + np.cos(np.pi * t))
+    return w
+
+
+def make_window(
+    n: int,
+    kind: str = "central",
+    central_fraction: float = 0.5,
+    probe: np.ndarray | None = None,
+) -> np.ndarray:
+    """Stitching weight ``(n, n)`` float64 with maximum 1 (see the module docstring for the kinds).
+
+    ``central_fraction`` in [0, 1]: 1 gives a flat window (plain averaging of whole patches), 0 a
+    full Hann window. ``probe`` (n, n) is required for ``kind="probe"``.
+    """
+    if kind == "central":
+        if not 0.0 <= float(central_fraction) <= 1.0:
+            raise ValueError(f"stitch window: central_fraction must be in [0, 1], got {central_fraction!r}")
+        w1 = _tukey_1d(int(n), float(central_fraction))
+        return np.outer(w1, w1)
+    if kind == "probe":
+        if probe is None:
+            raise ValueError("stitch window kind 'probe' needs the probe (probeGuess)")
+        probe = np.asarray(probe)
+        if probe.shape != (n, n):
+            raise ValueError(f"stitch window: probe has shape {probe.shape}, expected ({n}, {n})")
+        inten = np.abs(probe.astype(np.complex128)) ** 2
+        if inten.max() <= 0:
+            raise ValueError("stitch window: the probe is zero everywhere")
+        return inten / inten.max()
+    raise ValueError(f"stitch window: unknown kind {kind!r}; expected one of {list(WINDOW_KINDS)}")
+
+
+def _flatten(patches: np.ndarray, positions: np.ndarray, src: str = "arrays") -> tuple[np.ndarray, np.ndarray]:
+    """(B, N, N, C) patches and (B, C, 2) positions -> (B·C, N, N) and (B·C, 2); (M, N, N) passes."""
+    patches = np.asarray(patches)
+    positions = np.asarray(positions, dtype=np.float64)
+    if patches.ndim == 4:
+        b, n, n2, c = patches.shape
+        check_array(src, "positions", positions, ndim=3, shape=(b, c, 2))
+        return np.moveaxis(patches, -1, 1).reshape(b * c, n, n2), positions.reshape(b * c, 2)
+    if patches.ndim == 3:
+        check_array(src, "positions", positions, ndim=2, shape=(patches.shape[0], 2))
+        return patches, positions
+    raise DataError(f"{src}: key 'patches' has shape {patches.shape}, expected (B, N, N, C) or (B, N, N)")
+
+
+def _accumulate(canvas, weight, patches, positions, window, batch: int = PLACE_BATCH) -> None:
+    for s in range(0, len(patches), batch):
+        place_patches(canvas, weight, patches[s : s + batch], positions[s : s + batch], window)
+
+
+def _finish(canvas: np.ndarray, weight: np.ndarray, min_weight: float) -> tuple[np.ndarray, np.ndarray]:
+    """object = canvas / weight where weight > min_weight · max(weight), else 0."""
+    wmax = float(weight.max()) if weight.size else 0.0
+    covered = weight > min_weight * wmax if wmax > 0 else np.zeros(weight.shape, dtype=bool)
+    obj = np.zeros(canvas.shape, dtype=np.complex128)
+    obj[covered] = canvas[covered] / weight[covered]
+    return obj.astype(np.complex64), np.where(covered, weight, 0.0).astype(np.float32)
+
+
+def _new_canvases(object_shape) -> tuple[np.ndarray, np.ndarray]:
+    shape = tuple(int(s) for s in object_shape)
+    return np.zeros(shape, dtype=np.complex128), np.zeros(shape, dtype=np.float64)
+
+
+def merge_arrays(
+    patches: np.ndarray,
+    positions: np.ndarray,
+    object_shape,
+    window: np.ndarray,
+    min_weight: float = MIN_RELATIVE_WEIGHT,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stitch in-memory patches ``(B, N, N, C)`` at ``positions (B, C, 2)`` (x, y): the unchunked pass.
+
+    Returns the object (complex64, 0 where uncovered) and the weight (float32, 0 where uncovered).
+    """
+    flat_p, flat_x = _flatten(patches, positions)
+    canvas, weight = _new_canvases(object_shape)
+    _accumulate(canvas, weight, flat_p, flat_x, window)
+    return _finish(canvas, weight, min_weight)
+
+
+def load_inference_chunk(path, n: int | None = None) -> dict:
+    """Read one inference chunk file and check its contract (docs/contracts.md, Inference)."""
+    d = load_npz(path, required=("patches", "positions", "wall_time_s"))
+    p, x = d["patches"], d["positions"]
+    check_array(path, "patches", p, ndim=4, shape=(None, n, n, None))
+    if not np.iscomplexobj(p):
+        raise DataError(f"{path}: key 'patches' has dtype {p.dtype}, expected complex64 object patches")
+    check_array(path, "positions", x, ndim=3, shape=(p.shape[0], p.shape[3], 2))
+    if not np.all(np.isfinite(p)):
+        raise DataError(f"{path}: key 'patches' contains NaN or infinite values")
+    if not np.all(np.isfinite(x)):
+        raise DataError(f"{path}: key 'positions' contains NaN or infinite values")
+    if np.ndim(d["wall_time_s"]) != 0:
+        raise DataError(f"{path}: key 'wall_time_s' has shape {np.shape(d['wall_time_s'])}, expected a scalar")
+    return d
+
+
+def merge_chunk_files(
+    paths,
+    object_shape,
+    window: np.ndarray,
+    min_weight: float = MIN_RELATIVE_WEIGHT,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Stream inference chunk files onto one canvas: (object complex64, weight float32, Σ wall_time_s).
+
+    Holds only the complex128/float64 canvases and one chunk in memory.
+    """
+    paths = list(paths)
+    if not paths:
+        raise ValueError("merge_chunk_files: no chunk files given")
+    n = window.shape[0]
+    canvas, weight = _new_canvases(object_shape)
+    wall = 0.0
+    for path in paths:
+        d = load_inference_chunk(path, n)
+        flat_p, flat_x = _flatten(d["patches"], d["positions"], str(path))
+        try:
+            _accumulate(canvas, weight, flat_p, flat_x, window)
+        except ValueError as exc:
+            raise DataError(f"{path}: key 'positions': {exc}") from exc
+        wall += float(d["wall_time_s"])
+        del d, flat_p, flat_x
+    obj, w = _finish(canvas, weight, min_weight)
+    return obj, w, wall
+
+
+def write_merged(pred_paths, phase_c_path, out_path, window: dict | None = None) -> dict:
+    """Merge a split's inference chunks into ``merged.npz`` (object, weight, wall_time_s).
+
+    The object's shape (and the probe, for ``kind="probe"``) come from the Phase C split file.
+    ``window`` is the config's ``stitch`` section: ``window`` (or ``kind``): "central" | "probe",
+    and ``central_fraction``. Returns a summary of the merge.
+    """
+    window = dict(window or {})
+    # the config's `stitch` section names the kind `window`; `kind` is accepted as well
+    kind = window.get("kind", window.get("window", "central"))
+    c = load_npz(phase_c_path, required=("objectGuess", "probeGuess"))
+    shape = c["objectGuess"].shape
+    probe = c["probeGuess"]
+    win = make_window(probe.shape[-1], kind, window.get("central_fraction", 0.5), probe=probe)
+    pred_paths = list(pred_paths)
+    obj, weight, wall = merge_chunk_files(pred_paths, shape, win)
+    save_npz(out_path, object=obj, weight=weight, wall_time_s=np.float64(wall))
+    info = {
+        "n_chunks": len(pred_paths),
+        "object_shape": shape,
+        "covered_fraction": float(np.mean(weight > 0)),
+        "wall_time_s": wall,
+        "window": {"kind": kind, "central_fraction": window.get("central_fraction", 0.5)},
+    }
+    log.info("merged %s chunk(s) into %s: %s", info["n_chunks"], Path(out_path), info)
+    return info
