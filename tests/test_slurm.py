@@ -1,0 +1,189 @@
+"""Cluster execution: the real workflow through sbatch on a local single-node SLURM cluster.
+
+`tools/local_slurm.sh start` brings up slurmctld + slurmd on localhost with one fake GPU
+(GRES backed by /dev/null, so GPU jobs see CUDA_VISIBLE_DEVICES=0). The tiny config then
+runs with `profiles/slurm` (capped to the node's CPUs and memory, see `_node_profile`), and
+the test checks what a cluster user relies on: every job went through sbatch, the GPU
+rules asked for a GPU, snakemake exited, and the metrics equal those of a local run.
+
+Needs root and Debian/Ubuntu packages (installed by the script when apt-get is there);
+takes minutes. Opt out with PTYCHOSTUDY_SLURM_TEST=0.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import ROOT, TINY
+
+SCRIPT = ROOT / "tools" / "local_slurm.sh"
+PROFILE = ROOT / "profiles" / "slurm" / "config.yaml"
+GPU_RULES = {"train_pinn", "train_baseline", "infer_chunk", "reconstruct_ptychi"}
+SLURM_BINARIES = ("slurmctld", "slurmd", "sbatch", "squeue", "sinfo", "munged")
+# Rows of comparison_metrics.csv that measure the run, not the reconstruction.
+RUN_DEPENDENT_METRICS = {"wall_time_s"}
+
+
+def _can_run() -> tuple[bool, str]:
+    if os.environ.get("PTYCHOSTUDY_SLURM_TEST", "1") == "0":
+        return False, "PTYCHOSTUDY_SLURM_TEST=0"
+    if not sys.platform.startswith("linux"):
+        return False, "needs Linux"
+    if os.geteuid() != 0:
+        return False, "needs root to start munged/slurmctld/slurmd"
+    path = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
+    have_all = all(shutil.which(b, path=path) for b in SLURM_BINARIES)
+    if not have_all and not shutil.which("apt-get"):
+        return False, "SLURM not installed and no apt-get to install it"
+    return True, ""
+
+
+_ok, _why = _can_run()
+pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.skipif(not _ok, reason=_why)]
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster():
+    """A running local cluster; stopped at the end unless it was already up before."""
+    was_up = subprocess.run([str(SCRIPT), "status"], capture_output=True).returncode == 0
+    res = subprocess.run([str(SCRIPT), "start"], capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, f"tools/local_slurm.sh start failed:\n{res.stdout}\n{res.stderr}"
+    out = subprocess.run(["sinfo", "-h", "-N", "-o", "%c %m"], capture_output=True, text=True,
+                         check=True).stdout.split()
+    yield {"cpus": int(out[0]), "mem_mb": int(out[1])}
+    if not was_up:
+        subprocess.run([str(SCRIPT), "stop"], capture_output=True, timeout=120)
+
+
+def _node_profile(dest: Path, cpus: int, mem_mb: int) -> Path:
+    """profiles/slurm with every request capped to what the one local node has.
+
+    A real GPU node has more cores and memory than CI's; sbatch rejects a job that asks
+    for more than any node offers. Only the numbers are capped (memory stays an
+    attempt-scaled expression); every other entry is the profile as shipped.
+    """
+    prof = yaml.safe_load(PROFILE.read_text())
+
+    def cap(res: dict) -> dict:
+        out = dict(res)
+        for key in ("cpus_per_gpu", "cpus_per_task"):
+            if key in out:
+                out[key] = min(int(out[key]), cpus)
+        if "mem_mb" in out:
+            out["mem_mb"] = f"min({out['mem_mb']}, {mem_mb})"
+        return out
+
+    prof["default-resources"] = cap(prof.get("default-resources") or {})
+    prof["set-resources"] = {rule: cap(res) for rule, res in (prof.get("set-resources") or {}).items()}
+    prof["max-threads"] = cpus
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "config.yaml").write_text(yaml.safe_dump(prof, sort_keys=False))
+    return dest
+
+
+def _job_stats(log: str) -> dict[str, int]:
+    """Rule -> number of jobs from snakemake's 'Job stats' table."""
+    lines = log[log.index("Job stats:"):].splitlines()[3:]
+    stats = {}
+    for line in lines:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            break
+        stats[parts[0]] = int(parts[1])
+    stats.pop("total", None)
+    return stats
+
+
+def _sbatch_calls(log: str, rules) -> dict[str, list[str]]:
+    """Rule -> the sbatch command lines (without the wrapped command) snakemake issued."""
+    calls = defaultdict(list)
+    for line in log.splitlines():
+        if not line.startswith("sbatch call: sbatch "):
+            continue
+        call = line.split(" --wrap=", 1)[0]
+        comment = re.search(r"--comment (\S+)", call).group(1)
+        rule = next(r for r in rules if comment == f"rule_{r}" or comment.startswith(f"rule_{r}_wildcards_"))
+        calls[rule].append(call)
+    return calls
+
+
+SLURM_DOSE = 100000
+
+
+def _comparable(csv: Path) -> pd.DataFrame:
+    table = pd.read_csv(csv)
+    table = table[~table.metric.isin(RUN_DEPENDENT_METRICS)]
+    return table.sort_values(["dose", "view", "split", "model", "metric"]).reset_index(drop=True)
+
+
+def test_tiny_workflow_runs_through_sbatch_and_matches_local_run(slurm_cluster, tiny_run, tmp_path):
+    work = tmp_path / "slurm_run"
+    profile = _node_profile(tmp_path / "profile", slurm_cluster["cpus"], slurm_cluster["mem_mb"])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    env.pop("CUDA_VISIBLE_DEVICES", None)  # the GPU jobs must get it from SLURM
+    cmd = [
+        sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(work),
+        "--configfile", str(TINY), "--workflow-profile", str(profile),
+        # one dose of the tiny study keeps the test short; doses are independent cells,
+        # so its metrics must equal the local run's rows of that dose
+        "--config", f"doses=[{SLURM_DOSE}]",
+        # fast polling for a test; the plugin's default first check waits 40 s
+        "--slurm-init-seconds-before-status-checks", "2", "--seconds-between-status-checks", "2",
+        # keep the SLURM log of every job (default: only of failed ones) as evidence
+        "--slurm-keep-successful-logs",
+        # prints each sbatch call; the jobs log their environment
+        "--verbose",
+    ]
+    t0 = time.monotonic()
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=5400)
+    elapsed = time.monotonic() - t0
+    log = res.stdout + res.stderr
+    (tmp_path / "snakemake_slurm.log").write_text(log)
+    assert res.returncode == 0, f"snakemake under SLURM failed after {elapsed:.0f} s:\n{log[-8000:]}"
+
+    # every job except the target rule went through sbatch, once per job
+    stats = _job_stats(log)
+    rules = sorted((r for r in stats if r != "all"), key=len, reverse=True)
+    calls = _sbatch_calls(log, rules)
+    for rule in rules:
+        comments = {re.search(r"--comment (\S+)", c).group(1) for c in calls[rule]}
+        assert len(comments) == stats[rule], f"{rule}: {len(comments)} sbatch submissions for {stats[rule]} jobs"
+
+    # the GPU rules and only they asked for a GPU
+    assert GPU_RULES <= set(rules)
+    for rule, rule_calls in calls.items():
+        for call in rule_calls:
+            assert ("--gpus=1" in call) == (rule in GPU_RULES), f"{rule}: {call}"
+
+    # each job ran inside its own allocation; GPU jobs saw the node's (fake) GPU
+    slurm_logs = work / ".snakemake" / "slurm_logs"
+    for rule in rules:
+        logs = list((slurm_logs / f"rule_{rule}").rglob("*.log"))
+        assert len(logs) >= stats[rule], f"{rule}: {len(logs)} SLURM logs for {stats[rule]} jobs"
+        for path in logs:
+            text = path.read_text(errors="replace")
+            assert re.search(r"'SLURM_JOB_ID': '\d+'", text), path
+            if rule in GPU_RULES:
+                assert "'CUDA_VISIBLE_DEVICES': '0'" in text, path
+
+    # same study result as the local executor (run-dependent rows aside)
+    got = _comparable(work / "results" / "summary" / "metrics.csv")
+    want = _comparable(tiny_run / "results" / "summary" / "metrics.csv")
+    want = want[want.dose == SLURM_DOSE].reset_index(drop=True)
+    pd.testing.assert_frame_equal(got[["dose", "view", "split", "model", "metric"]],
+                                  want[["dose", "view", "split", "model", "metric"]])
+    for col in ("amplitude", "phase"):
+        np.testing.assert_allclose(got[col].to_numpy(float), want[col].to_numpy(float),
+                                   rtol=1e-4, atol=1e-6, equal_nan=True, err_msg=col)
