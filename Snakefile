@@ -13,6 +13,16 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 
 include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    dose=r"\d+",
+    view="|".join(VIEWS),
+    split="|".join(SPLITS),
+    model="pinn|baseline",
+    chunk=r"\d{4}",
+
+
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/group.smk"
 include: "workflow/rules/train.smk"
@@ -22,6 +32,6 @@ include: "workflow/rules/compare.smk"
 
 
 rule all:
+    default_target: True
     input:
         get_final_output(),
-    default_target: True

@@ -1,14 +1,10 @@
-# Helpers shared by the rule files: the static study plan, target lists, resources.
+# Helpers shared by all rule files (the static study plan, target lists, resources).
 import os
 import sys
 
-_SRC = os.path.join(workflow.basedir, "src")
-# the library travels with the workflow: make it importable here and in every job's process
-# (local, cluster, or a --sdm conda environment)
-sys.path.insert(0, _SRC)
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (_SRC, os.environ.get("PYTHONPATH", "")) if p
-)
+# The library (src/ptychostudy) is installed into .venv by `make`; the envs/*.yaml install it
+# too. Importing from the source tree here keeps parse-time planning working from any checkout.
+sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 
 from ptychostudy.config import SPLITS, build_plan
 
@@ -17,14 +13,6 @@ DOSES = [str(d) for d in PLAN.doses]
 VIEWS = list(PLAN.view_names)
 NN_MODELS = list(PLAN.nn_models)
 ARMS = list(PLAN.models)
-
-
-wildcard_constraints:
-    dose=r"\d+",
-    view="|".join(VIEWS),
-    split="|".join(SPLITS),
-    model="pinn|baseline",
-    chunk=r"\d{4}",
 
 
 def get_phase_c(wildcards):
@@ -105,7 +93,7 @@ def get_cell_files(name):
 
 
 def get_final_output():
-    """Everything `rule all` builds: the summary (which pulls in every phase)."""
+    """Everything the default target builds (the summary pulls in every phase)."""
     return [
         "results/summary/metrics.csv",
         "results/summary/summary.md",

@@ -16,8 +16,6 @@ rule compare_split:
             category="Phase G comparisons",
             labels={"dose": "{dose}", "view": "{view}", "split": "{split}"},
         ),
-    params:
-        arm_names=ARMS,
     log:
         "logs/phase_g/dose_{dose}/{view}/{split}/compare.log",
     benchmark:
@@ -28,6 +26,8 @@ rule compare_split:
     resources:
         mem_mb=cpu_mem_mb,
         runtime=short_runtime,
+    params:
+        arm_names=ARMS,
     script:
         "../scripts/compare_split.py"
 
@@ -60,8 +60,6 @@ rule summarize_study:
             caption="../report/montage.rst",
             category="Summary",
         ),
-    params:
-        cells=get_cells(),
     log:
         "logs/summary/summarize.log",
     benchmark:
@@ -72,5 +70,7 @@ rule summarize_study:
     resources:
         mem_mb=cpu_mem_mb,
         runtime=short_runtime,
+    params:
+        cells=get_cells(),
     script:
         "../scripts/summarize.py"

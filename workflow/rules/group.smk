@@ -7,11 +7,6 @@ rule group_view:
     output:
         groups="results/phase_d/dose_{dose}/{view}/{split}/groups.npz",
         overlap="results/phase_d/dose_{dose}/{view}/{split}/overlap.json",
-    params:
-        gridsize=config["gridsize"],
-        neighbor_count=config["neighbor_count"],
-        n_groups=get_n_groups,
-        seeds=config["seeds"],
     log:
         "logs/phase_d/dose_{dose}/{view}/{split}/group.log",
     benchmark:
@@ -22,6 +17,11 @@ rule group_view:
     resources:
         mem_mb=cpu_mem_mb,
         runtime=short_runtime,
+    params:
+        gridsize=config["gridsize"],
+        neighbor_count=config["neighbor_count"],
+        n_groups=get_n_groups,
+        seeds=config["seeds"],
     script:
         "../scripts/group_view.py"
 
@@ -32,9 +32,6 @@ rule shard_chunk:
         groups="results/phase_d/dose_{dose}/{view}/{split}/groups.npz",
     output:
         chunk="results/phase_d/dose_{dose}/{view}/{split}/chunks/chunk_{chunk}.npz",
-    params:
-        chunk_size=config["chunk_size"],
-        n_chunks=get_n_chunks,
     log:
         "logs/phase_d/dose_{dose}/{view}/{split}/chunk_{chunk}.log",
     benchmark:
@@ -45,5 +42,8 @@ rule shard_chunk:
     resources:
         mem_mb=cpu_mem_mb,
         runtime=short_runtime,
+    params:
+        chunk_size=config["chunk_size"],
+        n_chunks=get_n_chunks,
     script:
         "../scripts/shard_chunk.py"

@@ -7,8 +7,6 @@ rule infer_chunk:
         chunk="results/phase_d/dose_{dose}/{view}/{split}/chunks/chunk_{chunk}.npz",
     output:
         pred="results/inference/dose_{dose}/{view}/{split}/{model}/chunk_{chunk}.npz",
-    params:
-        batch_size=config["inference"]["batch_size"],
     log:
         "logs/inference/dose_{dose}/{view}/{split}/{model}/chunk_{chunk}.log",
     benchmark:
@@ -20,6 +18,8 @@ rule infer_chunk:
         gpu=1,
         mem_mb=gpu_mem_mb,
         runtime=short_runtime,
+    params:
+        batch_size=config["inference"]["batch_size"],
     script:
         "../scripts/infer_chunk.py"
 
@@ -30,8 +30,6 @@ rule merge_chunks:
         phase_c=get_phase_c,
     output:
         merged="results/inference/dose_{dose}/{view}/{split}/{model}/merged.npz",
-    params:
-        window=config["stitch"],
     log:
         "logs/inference/dose_{dose}/{view}/{split}/{model}/merge.log",
     benchmark:
@@ -42,5 +40,7 @@ rule merge_chunks:
     resources:
         mem_mb=cpu_mem_mb,
         runtime=short_runtime,
+    params:
+        window=config["stitch"],
     script:
         "../scripts/merge_chunks.py"

@@ -7,9 +7,6 @@ rule reconstruct_ptychi:
         groups="results/phase_d/dose_{dose}/{view}/{split}/groups.npz",
     output:
         recon="results/phase_f/dose_{dose}/{view}/{split}/ptychi.npz",
-    params:
-        ptychi=config["ptychi"],
-        seed=config["seeds"]["training"],
     log:
         "logs/phase_f/dose_{dose}/{view}/{split}/ptychi.log",
     benchmark:
@@ -21,5 +18,8 @@ rule reconstruct_ptychi:
         gpu=1,
         mem_mb=gpu_mem_mb,
         runtime=train_runtime,
+    params:
+        ptychi=config["ptychi"],
+        seed=config["seeds"]["training"],
     script:
         "../scripts/reconstruct_ptychi.py"

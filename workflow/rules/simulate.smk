@@ -11,8 +11,6 @@ rule simulate_dose:
             category="Phase C data",
             labels={"dose": "{dose}"},
         ),
-    params:
-        config=config,
     log:
         "logs/phase_c/dose_{dose}.log",
     benchmark:
@@ -23,5 +21,7 @@ rule simulate_dose:
     resources:
         mem_mb=cpu_mem_mb,
         runtime=short_runtime,
+    params:
+        config=config,
     script:
         "../scripts/simulate_dose.py"

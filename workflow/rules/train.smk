@@ -14,15 +14,12 @@ rule train_pinn:
             category="Phase E training",
             labels={"dose": "{dose}", "view": "{view}", "model": "{model}"},
         ),
-    wildcard_constraints:
-        model="pinn",
-    params:
-        training=get_training_params,
-        model_cfg=get_model_params,
     log:
         "logs/phase_e/dose_{dose}/{view}/{model}.log",
     benchmark:
         "benchmarks/phase_e/dose_{dose}/{view}/{model}.tsv"
+    wildcard_constraints:
+        model="pinn",
     conda:
         "../../envs/tensorflow.yaml"
     threads: 2
@@ -30,6 +27,9 @@ rule train_pinn:
         gpu=1,
         mem_mb=gpu_mem_mb,
         runtime=train_runtime,
+    params:
+        training=get_training_params,
+        model_cfg=get_model_params,
     script:
         "../scripts/train_model.py"
 

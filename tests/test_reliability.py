@@ -1,0 +1,118 @@
+"""Reliability: interruption and resume, determinism across runs, bad input through the workflow."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import ROOT, TINY, run_snakemake
+from ptychostudy import io
+from ptychostudy.config import build_plan
+
+PLAN = build_plan(yaml.safe_load(TINY.read_text()))
+RUN_DEPENDENT = {"wall_time_s"}
+pytestmark = pytest.mark.slow
+
+
+def chunk_predictions(work):
+    return sorted((work / "results" / "inference").rglob("chunk_*.npz"))
+
+
+def comparable_metrics(work):
+    table = pd.read_csv(work / "results" / "summary" / "metrics.csv")
+    table = table[~table.metric.isin(RUN_DEPENDENT)]
+    return table.sort_values(["dose", "view", "split", "model", "metric"]).reset_index(drop=True)
+
+
+def job_counts(text):
+    """rule -> jobs from the 'Job stats' table that snakemake prints before running."""
+    counts, in_table = {}, False
+    for line in text.splitlines():
+        if line.startswith("Job stats:"):
+            in_table, counts = True, {}
+            continue
+        parts = line.split()
+        if in_table and len(parts) == 2 and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+        elif in_table and counts and not line.strip():
+            in_table = False
+    return counts
+
+
+@pytest.fixture(scope="module")
+def interrupted_run(tmp_path_factory):
+    """A run killed with SIGKILL among the chunk inference jobs, then resumed to the end."""
+    work = tmp_path_factory.mktemp("interrupted")
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(work),
+           "--configfile", str(TINY), "--cores", "2", "--resources", "gpu=1"]
+    total = sum(len(PLAN.chunk_ids(v, s)) for v in PLAN.view_names for s in ("train", "test"))
+    total *= len(PLAN.doses) * len(PLAN.nn_models)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + 1800
+    try:
+        while len(chunk_predictions(work)) < 4:
+            assert proc.poll() is None, "the workflow ended before it could be interrupted"
+            assert time.monotonic() < deadline, "no chunk inference within 30 minutes"
+            time.sleep(0.5)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the scheduler and every running job
+        proc.wait()
+    done = {p: p.stat().st_mtime_ns for p in chunk_predictions(work)}
+    assert 4 <= len(done) < total
+    # nothing at a final name is partial: every file there loads
+    partial = [p for p in (work / "results").rglob("*.npz") if p.is_file()]
+    for path in partial:
+        io.load_npz(path)
+    run_snakemake(work, "--unlock")
+    resumed = run_snakemake(work)
+    return dict(work=work, done=done, total=total, log=resumed.stdout + resumed.stderr)
+
+
+def test_resume_runs_only_the_unfinished_chunk_jobs(interrupted_run):
+    counts = job_counts(interrupted_run["log"])
+    assert counts.get("infer_chunk") == interrupted_run["total"] - len(interrupted_run["done"])
+    for path, mtime in interrupted_run["done"].items():
+        assert path.stat().st_mtime_ns == mtime, f"{path} was recomputed"
+
+
+def test_interrupted_run_ends_with_the_uninterrupted_metrics(interrupted_run, tiny_run):
+    got, want = comparable_metrics(interrupted_run["work"]), comparable_metrics(tiny_run)
+    pd.testing.assert_frame_equal(got[["dose", "view", "split", "model", "metric"]],
+                                  want[["dose", "view", "split", "model", "metric"]])
+    for col in ("amplitude", "phase"):
+        np.testing.assert_allclose(got[col].to_numpy(float), want[col].to_numpy(float),
+                                   rtol=1e-4, atol=1e-6, equal_nan=True, err_msg=col)
+
+
+def test_same_seeds_give_bitwise_identical_data_files(interrupted_run, tiny_run):
+    a, b = interrupted_run["work"] / "results", tiny_run / "results"
+    files = sorted(p.relative_to(b) for p in list((b / "phase_c").rglob("*.npz")) + list((b / "phase_d").rglob("*.npz")))
+    assert len(files) > 10
+    for rel in files:
+        assert (a / rel).read_bytes() == (b / rel).read_bytes(), f"{rel} differs between runs"
+
+
+def test_corrupt_chunk_stops_its_job_naming_file_and_key(tiny_run, tmp_path):
+    """A truncated chunk: the inference job fails non-zero, names the file, writes nothing."""
+    import shutil
+
+    work = tmp_path / "copy"
+    shutil.copytree(tiny_run, work, symlinks=True, ignore=shutil.ignore_patterns(".snakemake"))
+    view, split, model = PLAN.view_names[0], "test", PLAN.nn_models[0]
+    dose = PLAN.doses[0]
+    chunk = work / f"results/phase_d/dose_{dose}/{view}/{split}/chunks/chunk_0000.npz"
+    pred = work / f"results/inference/dose_{dose}/{view}/{split}/{model}/chunk_0000.npz"
+    chunk.write_bytes(chunk.read_bytes()[: chunk.stat().st_size // 3])
+    pred.unlink()
+    res = run_snakemake(work, str(pred.relative_to(work)), check=False)
+    assert res.returncode != 0
+    log = (work / f"logs/inference/dose_{dose}/{view}/{split}/{model}/chunk_0000.log").read_text()
+    assert str(chunk.name) in log and ("truncated" in log or "corrupt" in log)
+    assert not pred.exists()
