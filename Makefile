@@ -22,9 +22,11 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(SMK) --configfile $(CONFIG)
 
-## static checks of the workflow, then the test suite
+## static checks of the workflow, then the test suite. TensorFlow and torch (ptychi) crash when
+## loaded into one process, as they never are in the workflow's jobs: the ptychi tests get their own.
 test: $(STAMP) check
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q tests/test_ptychi.py
+	$(PY) -m pytest -q --ignore=tests/test_ptychi.py
 
 check: $(STAMP)
 	$(SMK) --lint
