@@ -51,7 +51,15 @@ def run_snakemake(workdir, *extra, config=TINY, timeout=1800, check=True):
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
-    """One complete run of the tiny config (shared by the end-to-end, determinism, SLURM tests)."""
-    work = tmp_path_factory.mktemp("tiny_run")
+    """One complete run of the tiny config (shared by the end-to-end, determinism, SLURM tests).
+
+    PTYCHOSTUDY_TINY_RUN=<dir> reuses a finished run of tests/data/tiny.yaml in <dir> (handy
+    when iterating on the slow tests); the workflow is still run there, which is a no-op
+    when everything is up to date.
+    """
+    import os
+
+    reuse = os.environ.get("PTYCHOSTUDY_TINY_RUN")
+    work = Path(reuse) if reuse else tmp_path_factory.mktemp("tiny_run")
     run_snakemake(work)
     return work

@@ -1,0 +1,50 @@
+"""Run every benchmark and collect their figures into bench/results.md.
+
+    .venv/bin/python bench/run_all.py            # or: make bench
+
+Each benchmark writes its own page (shards.md, models.md, ptychi.md, plan.md); this script
+runs them one after the other (never in parallel: they time themselves) and concatenates the
+pages, with the machine and date, into results.md.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from common import machine
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+STEPS = [
+    ("shards.md", [sys.executable, str(HERE / "bench_shards.py")]),
+    ("models.md", [sys.executable, str(HERE / "bench_models.py")]),
+    ("ptychi.md", [sys.executable, str(HERE / "bench_ptychi.py"), "--quick"]),
+    ("plan.md", [sys.executable, str(ROOT / "tools" / "plan.py"), "--configfile", "config/study_fly64.yaml",
+                 "--out", str(HERE / "_work" / "plan")]),
+]
+
+
+def collect() -> str:
+    parts = [f"# Benchmark results\n\nCollected by `make bench` on: {machine()}\n"]
+    for page, _ in STEPS:
+        path = HERE / page
+        if path.exists():
+            parts.append(path.read_text().replace("\n# ", "\n## ", 1).replace("# ", "## ", 1))
+    return "\n".join(parts)
+
+
+def main() -> None:
+    for page, cmd in STEPS:
+        subprocess.run(cmd, cwd=ROOT, check=True)
+        if page == "plan.md":
+            (HERE / "plan.md").write_text((HERE / "_work" / "plan" / "plan.md").read_text())
+    (HERE / "results.md").write_text(collect())
+
+
+if __name__ == "__main__":
+    if "--collect-only" in sys.argv:
+        (HERE / "results.md").write_text(collect())
+    else:
+        main()
