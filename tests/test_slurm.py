@@ -130,15 +130,16 @@ def _comparable(csv: Path) -> pd.DataFrame:
 
 def test_tiny_workflow_runs_through_sbatch_and_matches_local_run(slurm_cluster, tiny_run, tmp_path):
     work = tmp_path / "slurm_run"
+    # one dose of the tiny study keeps the test short; doses are independent cells, so its
+    # metrics must equal the local run's rows of that dose
+    config = tmp_path / "tiny_one_dose.yaml"
+    config.write_text(yaml.safe_dump({**yaml.safe_load(TINY.read_text()), "doses": [SLURM_DOSE]}))
     profile = _node_profile(tmp_path / "profile", slurm_cluster["cpus"], slurm_cluster["mem_mb"])
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
     env.pop("CUDA_VISIBLE_DEVICES", None)  # the GPU jobs must get it from SLURM
     cmd = [
         sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(work),
-        "--configfile", str(TINY), "--workflow-profile", str(profile),
-        # one dose of the tiny study keeps the test short; doses are independent cells,
-        # so its metrics must equal the local run's rows of that dose
-        "--config", f"doses=[{SLURM_DOSE}]",
+        "--configfile", str(config), "--workflow-profile", str(profile),
         # fast polling for a test; the plugin's default first check waits 40 s
         "--slurm-init-seconds-before-status-checks", "2", "--seconds-between-status-checks", "2",
         # keep the SLURM log of every job (default: only of failed ones) as evidence
