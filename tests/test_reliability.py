@@ -76,10 +76,16 @@ def interrupted_run(tmp_path_factory):
 
 
 def test_resume_runs_only_the_unfinished_chunk_jobs(interrupted_run):
+    """Resume runs the missing chunk jobs plus at most the ones in flight at the kill.
+
+    A job killed after its output was renamed into place but before snakemake recorded it as
+    complete is marked incomplete and redone; with --cores 2 at most two jobs were in flight.
+    """
     counts = job_counts(interrupted_run["log"])
-    assert counts.get("infer_chunk") == interrupted_run["total"] - len(interrupted_run["done"])
-    for path, mtime in interrupted_run["done"].items():
-        assert path.stat().st_mtime_ns == mtime, f"{path} was recomputed"
+    done = interrupted_run["done"]
+    redone = [p for p, mtime in done.items() if p.stat().st_mtime_ns != mtime]
+    assert len(redone) <= 2, f"finished chunk predictions recomputed: {redone}"
+    assert counts.get("infer_chunk") == interrupted_run["total"] - len(done) + len(redone)
 
 
 def test_interrupted_run_ends_with_the_uninterrupted_metrics(interrupted_run, tiny_run):
