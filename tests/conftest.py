@@ -41,8 +41,9 @@ def run_snakemake(workdir, *extra, config=TINY, timeout=1800, check=True):
     import subprocess
     import sys
 
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(config), "--cores", "2", "--resources", "gpu=1", *extra]
+    # targets and flags first: --resources takes every following word as a resource
+    cmd = [sys.executable, "-m", "snakemake", *extra, "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
+           "--configfile", str(config), "--cores", "2", "--resources", "gpu=1"]
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     if check and res.returncode != 0:
         raise AssertionError(f"snakemake failed ({res.returncode}):\n{res.stdout[-4000:]}\n{res.stderr[-6000:]}")
