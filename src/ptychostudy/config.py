@@ -99,11 +99,6 @@ class StudyPlan:
     def chunk_ids(self, view: str, split: str) -> list[str]:
         return [f"{i:04d}" for i in range(self.n_chunks(view, split))]
 
-    def chunk_slice(self, view: str, split: str, chunk_id: str | int) -> slice:
-        i = int(chunk_id)
-        start = i * self.chunk_size
-        return slice(start, min(start + self.chunk_size, self.views[view].n_groups(split)))
-
     @cached_property
     def view_names(self) -> tuple:
         return tuple(self.views)

@@ -12,7 +12,6 @@ than positions are asked for.
 from __future__ import annotations
 
 import itertools
-import math
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -44,11 +43,6 @@ def _candidates(nbrs: np.ndarray, c: int) -> np.ndarray:
     seed_col = np.zeros((len(combos), 1), dtype=np.int64)
     cols = np.concatenate([seed_col, combos], axis=1)  # (M, c) columns into the neighbour table
     return nbrs[:, cols]
-
-
-def max_groups(n_positions: int, k: int, c: int) -> int:
-    """Upper bound of distinct groups (before removing sets shared between seeds)."""
-    return n_positions * math.comb(k - 1, c - 1) if c > 1 else n_positions
 
 
 def group_positions(

@@ -21,17 +21,13 @@ def _padded_size(n: int) -> int:
     return scipy.fft.next_fast_len(n + 2 * SHIFT_PAD)
 
 
-def _frequency_grid(m: int) -> np.ndarray:
-    return np.fft.fftfreq(m)
-
-
 def fourier_shift(stack: np.ndarray, shift_xy: np.ndarray) -> np.ndarray:
     """Shift each image of ``stack (B, M, M)`` by ``shift_xy (B, 2)`` pixels (x, y), periodically.
 
     A positive shift moves content towards larger indices. Band-limited (exact phase ramp).
     """
     m = stack.shape[-1]
-    f = _frequency_grid(m)
+    f = np.fft.fftfreq(m)
     # the phase ramp is separable: outer product of one ramp per axis
     ramp_x = np.exp(-2j * np.pi * f[None, :] * shift_xy[:, 0][:, None])
     ramp_y = np.exp(-2j * np.pi * f[None, :] * shift_xy[:, 1][:, None])

@@ -79,12 +79,6 @@ def expected_counts(probe: np.ndarray, patches: np.ndarray) -> np.ndarray:
     return np.abs(far) ** 2 / n**2
 
 
-def scale_probe_to_dose(probe: np.ndarray, patches: np.ndarray, dose: float) -> np.ndarray:
-    """Rescale ``probe`` so that the mean total expected counts over ``patches`` equal ``dose``."""
-    per_pattern = np.sum(np.abs(probe.astype(np.complex128)[None] * patches) ** 2, axis=(-2, -1))
-    return (probe * np.sqrt(dose / per_pattern.mean())).astype(np.complex64)
-
-
 def simulate_amplitudes(
     obj: np.ndarray,
     probe: np.ndarray,
