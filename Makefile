@@ -18,9 +18,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# GPU jobs at once (resources: gpu=1 each): one per GPU; on a machine without a GPU they run
+# on the CPU, and only --cores (their threads) limits them
+GPUS    ?= $(shell n=$$(nvidia-smi -L 2>/dev/null | grep -c '^GPU'); [ "$${n:-0}" -gt 0 ] && echo $$n || nproc)
+
 ## run the embedded default study (config/config.yaml) with the local profile (profiles/default)
 run: $(STAMP)
-	$(SMK) --configfile $(CONFIG)
+	$(SMK) --configfile $(CONFIG) --resources gpu=$(GPUS)
 
 ## static checks of the workflow, then the test suite. TensorFlow and torch (ptychi) crash when
 ## loaded into one process, as they never are in the workflow's jobs: the ptychi tests get their own.

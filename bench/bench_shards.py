@@ -11,7 +11,6 @@ peak should follow the chunk size, not the split.
 from __future__ import annotations
 
 import sys
-import time
 
 import numpy as np
 

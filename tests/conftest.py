@@ -32,6 +32,44 @@ def tiny_phase_c(tmp_path_factory):
     return {**paths, "plan": plan}
 
 
+SCRIPT_RUNNER = """
+import runpy, sys, types
+from types import SimpleNamespace as NS
+class Named(list):
+    def __init__(self, items=(), **named):
+        super().__init__(items); self.__dict__.update(named)
+args = {args!r}
+smk = NS(
+    input=Named(**args["input"]), output=Named(**args["output"]), params=NS(**args["params"]),
+    wildcards=NS(**args["wildcards"]), threads=1, log=[args["log"]],
+)
+runpy.run_path(args["script"], init_globals={{"snakemake": smk}}, run_name="__main__")
+"""
+
+
+def run_script(script, tmp_path, check=True, **args):
+    """Run a workflow script in a fresh process (only its own imports) with a stand-in ``snakemake``.
+
+    ``args``: input, output, params, wildcards (dicts of named entries). With ``check`` the
+    script must succeed and its log text is returned; without, the CompletedProcess (with the
+    log text as ``.log``) is returned for the caller to inspect a failure.
+    """
+    import os
+    import subprocess
+    import sys
+
+    log = tmp_path / f"{script}.log"
+    args = dict(args, script=str(ROOT / "workflow" / "scripts" / script), log=str(log))
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), OMP_NUM_THREADS="1")
+    res = subprocess.run([sys.executable, "-c", SCRIPT_RUNNER.format(args=args)], check=False,
+                         capture_output=True, text=True, env=env, timeout=300)
+    if check:
+        assert res.returncode == 0, res.stderr[-3000:]
+        return log.read_text()
+    res.log = log.read_text() if log.exists() else ""
+    return res
+
+
 def rng(seed=0):
     return np.random.default_rng(seed)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -15,6 +16,7 @@ from ptychostudy.runtime import configure_tensorflow
 tf = configure_tensorflow(1)
 
 import keras  # noqa: E402
+from conftest import run_script  # noqa: E402
 
 from ptychostudy.config import ConfigError  # noqa: E402
 from ptychostudy.io import DataError, load_npz, save_npz  # noqa: E402
@@ -91,31 +93,45 @@ def test_group_alone_equals_group_in_batch_of_64(chunks):
     assert np.allclose(pred_big[5:6], pred_one, atol=1e-5)
 
 
-def test_stream_reads_each_chunk_once_per_epoch(chunk_paths, monkeypatch):
-    reads = []
-    real = mdata.load_chunk
-
-    def counting(path, required=mdata.CHUNK_KEYS, optional=None):
-        reads.append(path)
-        return real(path, required, optional)
-
-    monkeypatch.setattr(mdata, "load_chunk", counting)
-    ds, stream = mdata.make_dataset(chunk_paths, "pinn", N, 4, batch_size=5, seed=3, shuffle_buffer=16)
+def test_stream_yields_every_group_once_per_epoch_one_chunk_at_a_time(chunk_paths, chunks):
+    ds, info = mdata.make_dataset(chunk_paths, "pinn", N, 4, batch_size=5, seed=3, shuffle_buffer=0)
+    assert info == {"n_chunks": len(chunks), "n_samples": 24}
+    # a group's offsets identify it (jittered positions); its diffraction must be the file's
+    where = {c["coords_relative"].astype(np.float32)[j].tobytes(): (i, j) for i, c in enumerate(chunks)
+             for j in range(len(c["coords_relative"]))}
+    assert len(where) == 24
     orders = []
-    for epoch in range(3):
-        start = len(reads)
-        n = sum(int(b["diffraction"].shape[0]) for b in ds)
-        assert n == 24
-        assert sorted(reads[start:]) == sorted(chunk_paths)
-        orders.append(reads[start:])
-    assert stream.epoch == 3 and len(reads) == 3 * len(chunk_paths)
-    assert len({tuple(o) for o in orders}) > 1  # chunk order is reshuffled between epochs
+    for _ in range(3):
+        seq = []
+        for batch in ds:
+            for d, r in zip(batch["diffraction"].numpy(), batch["coords_relative"].numpy()):
+                i, j = where[r.tobytes()]
+                assert np.array_equal(d, chunks[i]["diffraction"][j])
+                seq.append((i, j))
+        assert sorted(seq) == sorted(where.values())  # every group once per epoch
+        runs = [i for i, _ in itertools.groupby(i for i, _ in seq)]
+        assert sorted(runs) == list(range(len(chunks)))  # each chunk streamed once, as one run
+        orders.append(tuple(runs))
+        assert [j for i, j in seq if i == runs[0]] != sorted(j for i, j in seq if i == runs[0])  # shuffled within
+    assert len(set(orders)) > 1  # chunk order is reshuffled between epochs
 
 
 def test_baseline_stream_yields_each_pattern_once(chunk_paths, chunks):
-    ds, _ = mdata.make_dataset(chunk_paths, "baseline", N, 4, batch_size=7, seed=0, shuffle_buffer=0)
-    n = sum(int(b["diffraction"].shape[0]) for b in ds)
-    assert n == len(np.unique(np.concatenate([c["member_index"].ravel() for c in chunks])))
+    ds, info = mdata.make_dataset(chunk_paths, "baseline", N, 4, batch_size=7, seed=0, shuffle_buffer=0)
+    ref = {}
+    for c in chunks:
+        s = mdata.samples_from_chunk(c, "baseline")
+        for k in range(len(s["pattern"])):
+            ref.setdefault(int(s["pattern"][k]), (s["diffraction"][k], s["amplitude"][k], s["phase"][k]))
+    by_diff = {d.tobytes(): (a, p) for d, a, p in ref.values()}
+    got = 0
+    for batch in ds:
+        for d, a, p in zip(*(batch[k].numpy() for k in ("diffraction", "amplitude", "phase"))):
+            want_a, want_p = by_diff.pop(d.tobytes())  # KeyError: unknown or repeated pattern
+            np.testing.assert_allclose(a, want_a, atol=1e-6)
+            np.testing.assert_allclose(np.angle(np.exp(1j * (p - want_p))), 0, atol=1e-5)
+            got += 1
+    assert got == info["n_samples"] == len(ref) and not by_diff
 
 
 @pytest.mark.parametrize("kind", ["pinn", "baseline"])
@@ -202,39 +218,9 @@ def test_bad_chunks_and_configs_are_named(chunk_paths, chunks, tmp_path):
     assert not (tmp_path / "m.keras").exists()
 
 
-SCRIPT_RUNNER = """
-import runpy, sys, types
-from types import SimpleNamespace as NS
-class Named(list):
-    def __init__(self, items=(), **named):
-        super().__init__(items); self.__dict__.update(named)
-args = {args!r}
-smk = NS(
-    input=Named(**args["input"]), output=Named(**args["output"]), params=NS(**args["params"]),
-    wildcards=NS(**args["wildcards"]), threads=1, log=[args["log"]],
-)
-runpy.run_path(args["script"], init_globals={{"snakemake": smk}}, run_name="__main__")
-"""
-
-
-def _run_script(script, tmp_path, **args):
-    """Run a workflow script in a fresh process (only its own imports) with a stand-in `snakemake`."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    args = dict(args, script=str(root / "workflow" / "scripts" / script), log=str(tmp_path / f"{script}.log"))
-    env = dict(os.environ, PYTHONPATH=str(root / "src"), OMP_NUM_THREADS="1")
-    res = subprocess.run([sys.executable, "-c", SCRIPT_RUNNER.format(args=args)], check=False, capture_output=True, text=True,
-                         env=env, timeout=300)
-    assert res.returncode == 0, res.stderr[-3000:]
-    return (tmp_path / f"{script}.log").read_text()
-
-
 def test_workflow_scripts_train_and_infer(chunk_paths, tmp_path):
     out = tmp_path / "pinn"
-    log = _run_script(
+    log = run_script(
         "train_model.py", tmp_path,
         input={"chunks": chunk_paths[:1]},
         output={"model": str(out / "model.keras"), "history": str(out / "history.csv"), "curve": str(out / "loss.png")},
@@ -243,7 +229,7 @@ def test_workflow_scripts_train_and_infer(chunk_paths, tmp_path):
     )
     assert "pinn trained" in log and (out / "model.keras").is_file()
     pred = tmp_path / "pred" / "chunk_0002.npz"
-    log = _run_script(
+    log = run_script(
         "infer_chunk.py", tmp_path,
         input={"model": str(out / "model.keras"), "chunk": chunk_paths[2]},
         output={"pred": str(pred)}, params={"batch_size": 4}, wildcards={},

@@ -6,6 +6,8 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import math
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -97,10 +99,21 @@ def test_merge_is_per_group():
     assert np.allclose(together[3:4], alone, atol=1e-6)
 
 
-def test_canvas_holds_largest_offset():
-    for off, n in ((0.0, 32), (3.2, 32), (29.7, 64), (40.0, 128)):
+def _factors_ok(m: int) -> bool:
+    for f in (2, 3, 5):
+        while m % f == 0:
+            m //= f
+    return m == 1
+
+
+def test_canvas_holds_largest_offset_at_a_fast_fft_size():
+    for off, n in ((0.0, 32), (3.2, 32), (29.7, 64), (42.0, 64), (40.0, 128)):
         pad = ph.canvas_pad(off, n)
-        assert pad >= off + ph.PAD_MARGIN - 1e-9 and (n + 2 * pad) % 8 == 0
+        side = n + 2 * pad
+        assert pad >= off + ph.PAD_MARGIN - 1e-9 and side % 2 == 0 and _factors_ok(side)
+        # the smallest such side: none in between would do
+        assert not any(_factors_ok(s) for s in range(n + 2 * math.ceil(off + ph.PAD_MARGIN), side, 2))
+    assert ph.fft_size(151) == 160 and ph.fft_size(150) == 150 and ph.fft_size(97) == 100
 
 
 def test_poisson_nll_is_smallest_at_the_measured_counts():

@@ -185,6 +185,10 @@ def test_tiny_workflow_runs_through_sbatch_and_matches_local_run(slurm_cluster, 
     want = want[want.dose == SLURM_DOSE].reset_index(drop=True)
     pd.testing.assert_frame_equal(got[["dose", "view", "split", "model", "metric"]],
                                   want[["dose", "view", "split", "model", "metric"]])
+    # The node may give a job fewer CPUs than the local run used (one on a one-CPU slurmd), and
+    # TensorFlow's and torch's float32 reductions are summed in a thread-count dependent order:
+    # a CI run differed by 2.5e-6 on a metric of 4.7e-3. The tolerance is float32 noise carried
+    # through training, far below any difference between arms or doses.
     for col in ("amplitude", "phase"):
         np.testing.assert_allclose(got[col].to_numpy(float), want[col].to_numpy(float),
-                                   rtol=1e-4, atol=1e-6, equal_nan=True, err_msg=col)
+                                   rtol=1e-3, atol=1e-5, equal_nan=True, err_msg=col)

@@ -134,7 +134,9 @@ def npz_member_layout(path: str | os.PathLike, key: str) -> tuple[int, tuple, np
                 shape, fortran, dtype = read_header(fh)
                 offset = fh.tell()
     except KeyError as exc:
-        raise DataError(f"{path}: missing key '{key}'") from exc
+        with zipfile.ZipFile(path) as zf:
+            present = sorted(n.removesuffix(".npy") for n in zf.namelist())
+        raise DataError(f"{path}: missing key(s) ['{key}']; keys present: {present}") from exc
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
         raise DataError(f"{path}: not a readable NPZ (truncated or corrupt?): {exc}") from exc
     if dtype.hasobject or fortran:

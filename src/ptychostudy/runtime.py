@@ -49,7 +49,7 @@ def configure_tensorflow(threads: int):
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(max(int(threads), 1))
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(max(int(threads), 1))
     for gpu in tf.config.list_physical_devices("GPU"):
         tf.config.experimental.set_memory_growth(gpu, True)
     logging.getLogger("ptychostudy").info(

@@ -99,6 +99,24 @@ def gather_chunk(phase_c_path, obj: np.ndarray, xy: np.ndarray, groups: dict, sl
     )
 
 
+#: a chunk's mean Σ amplitude² per pattern may differ from the dose by this factor (the object's
+#: local transmission varies along the scan); intensities stored instead of amplitudes give
+#: Σ counts², orders of magnitude above it
+COUNTS_FACTOR = 3.0
+
+
+def check_counts(path, diffraction: np.ndarray, dose: float) -> None:
+    """The patterns must hold amplitudes: their mean total Σ amplitude² is near the dose."""
+    if diffraction.size == 0 or dose <= 0:
+        return
+    mean_total = float(np.mean(np.sum(diffraction.astype(np.float64) ** 2, axis=(1, 2))))
+    if not 1.0 / COUNTS_FACTOR <= mean_total / dose <= COUNTS_FACTOR:
+        raise io.DataError(
+            f"{path}: key 'diffraction': mean Σ amplitude² per pattern is {mean_total:.4g} but key 'dose' is "
+            f"{dose:.4g}; expected amplitudes sqrt(counts) (intensities stored?)"
+        )
+
+
 class ShardSource:
     """A split's inputs for sharding: positions, object, probe and groups in memory, diffraction memory-mapped."""
 
@@ -110,6 +128,9 @@ class ShardSource:
         small = io.load_npz(phase_c_path, required=keys, only=keys)
         self.n = int(small["N"])
         self.obj, self.probe, self.dose = small["objectGuess"], small["probeGuess"], small["dose"]
+        io.check_array(phase_c_path, "xcoords", small["xcoords"], ndim=1)
+        io.check_array(phase_c_path, "ycoords", small["ycoords"], shape=small["xcoords"].shape)
+        io.check_array(phase_c_path, "probeGuess", small["probeGuess"], shape=(self.n, self.n))
         self.xy = np.stack([small["xcoords"], small["ycoords"]], axis=1)
         _, shape, dtype = io.npz_member_layout(phase_c_path, "diffraction")
         io.check_array(phase_c_path, "diffraction", np.empty((0,) + shape[1:], dtype), dtype=np.float32)
@@ -136,6 +157,7 @@ class ShardSource:
         sl = slice(i * self.chunk_size, min((i + 1) * self.chunk_size, self.n_groups))
         chunk = gather_chunk(self.phase_c_path, self.obj, self.xy, self.groups, sl, self.n)
         io.check_amplitudes(self.phase_c_path, "diffraction", chunk["diffraction"])
+        check_counts(self.phase_c_path, chunk["diffraction"], float(self.dose))
         io.save_npz(
             path,
             **chunk,
@@ -157,18 +179,52 @@ def write_shards(phase_c_path, groups_path, chunk_paths: list, chunk_size: int) 
         source.write_chunk(i, path)
 
 
-def load_chunk(path, n: int | None = None, c: int | None = None) -> dict:
-    """Read one chunk file and check its shapes (against the model's N and C when given)."""
-    d = io.load_npz(path, required=CHUNK_KEYS)
-    diff = d["diffraction"]
+#: keys every chunk must hold for inference (a subset of CHUNK_KEYS)
+INFERENCE_KEYS = ("diffraction", "coords_relative", "coords_center", "group_index", "member_index", "N")
+
+
+def validate_chunk(path, chunk: dict) -> None:
+    """Shapes, dtypes and amplitude sanity of a loaded chunk; DataError names file and key."""
+    diff = chunk["diffraction"]
     io.check_array(path, "diffraction", diff, dtype=np.float32, ndim=4)
-    b, n0, n1, c0 = diff.shape
+    b, n0, _, c = diff.shape
+    n = int(chunk["N"]) if "N" in chunk else n0
+    io.check_array(path, "diffraction", diff, shape=(None, n, n, None))
+    if c not in (1, 4):
+        raise io.DataError(f"{path}: key 'diffraction' has {c} channels (shape {diff.shape}); expected C = gridsize² = 1 or 4")
+    if "gridsize" in chunk and int(chunk["gridsize"]) ** 2 != c:
+        raise io.DataError(f"{path}: key 'diffraction' has {c} channels but key 'gridsize' is {int(chunk['gridsize'])}")
+    io.check_amplitudes(path, "diffraction", diff)
+    if "coords_relative" in chunk:
+        io.check_array(path, "coords_relative", chunk["coords_relative"], shape=(b, c, 2))
+        if not np.all(np.isfinite(chunk["coords_relative"])):
+            raise io.DataError(f"{path}: key 'coords_relative' contains NaN or infinite values")
+    if "coords_center" in chunk:
+        io.check_array(path, "coords_center", chunk["coords_center"], shape=(b, 2))
+    if "group_index" in chunk:
+        io.check_array(path, "group_index", chunk["group_index"], shape=(b,))
+    if "member_index" in chunk:
+        io.check_array(path, "member_index", chunk["member_index"], shape=(b, c))
+    if "patches" in chunk:
+        io.check_array(path, "patches", chunk["patches"], shape=(b, n, n, c))
+    if "probeGuess" in chunk:
+        io.check_array(path, "probeGuess", chunk["probeGuess"], shape=(n, n))
+
+
+def load_chunk(path, required: tuple = INFERENCE_KEYS, optional: tuple | None = None,
+               n: int | None = None, c: int | None = None) -> dict:
+    """Read one chunk NPZ, validate it (:func:`validate_chunk`), and check it against a model's N and C.
+
+    With ``optional`` given, only ``required`` plus those of ``optional`` present are read (NPZ
+    members load lazily): training never loads the true patches for the PINN, inference never
+    loads them at all. Errors (:class:`ptychostudy.io.DataError`) name the file and the key.
+    """
+    only = None if optional is None else tuple(required) + tuple(optional)
+    chunk = io.load_npz(path, required=required, only=only)
+    validate_chunk(path, chunk)
+    _, n0, n1, c0 = chunk["diffraction"].shape
     if n is not None and (n0, n1) != (n, n):
         raise io.DataError(f"{path}: key 'diffraction' has patterns of {n0}x{n1}; expected N={n} (the model's)")
     if c is not None and c0 != c:
         raise io.DataError(f"{path}: key 'diffraction' has {c0} channels; expected C={c} (the model's gridsize²)")
-    io.check_amplitudes(path, "diffraction", diff)
-    io.check_array(path, "coords_relative", d["coords_relative"], shape=(b, c0, 2))
-    io.check_array(path, "coords_center", d["coords_center"], shape=(b, 2))
-    io.check_array(path, "group_index", d["group_index"], shape=(b,))
-    return d
+    return chunk

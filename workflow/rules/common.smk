@@ -6,9 +6,14 @@ import sys
 # too. Importing from the source tree here keeps parse-time planning working from any checkout.
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 
-from ptychostudy.config import SPLITS, build_plan
+from ptychostudy.config import SPLITS, ConfigError, build_plan
 
-PLAN = build_plan(config)
+# the config file(s) of this run, named in parse-time errors (the last one given wins a key)
+CONFIG_FILES = ", ".join(str(f) for f in workflow.configfiles) or "the config"
+try:
+    PLAN = build_plan(config)
+except ConfigError as exc:
+    raise ConfigError(f"{CONFIG_FILES}: {exc}") from None
 DOSES = [str(d) for d in PLAN.doses]
 VIEWS = list(PLAN.view_names)
 NN_MODELS = list(PLAN.nn_models)
@@ -75,11 +80,13 @@ def get_arm_paths(wildcards):
 
 
 def get_training_params(wildcards):
-    return dict(config["training"], seed=config["seeds"]["training"])
+    # a model's own `epochs` (config key <model>.epochs) overrides training.epochs
+    own = {k: v for k, v in config[wildcards.model].items() if k == "epochs"}
+    return dict(config["training"], seed=config["seeds"]["training"], **own)
 
 
 def get_model_params(wildcards):
-    return dict(config[wildcards.model])
+    return {k: v for k, v in config[wildcards.model].items() if k != "epochs"}
 
 
 def get_cells():

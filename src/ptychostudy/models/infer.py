@@ -17,7 +17,7 @@ import numpy as np
 
 from ..io import DataError, save_npz
 from . import physics  # noqa: F401  (registers the custom layers that keras.models.load_model needs)
-from .data import CHUNK_KEYS, load_chunk
+from ..shards import INFERENCE_KEYS, load_chunk
 
 log = logging.getLogger("ptychostudy.models")
 
@@ -106,7 +106,7 @@ def infer_chunk_file(model_path, chunk_path, out_path, batch_size: int = 64) -> 
     import keras
 
     model = keras.models.load_model(model_path)
-    chunk = load_chunk(chunk_path, required=CHUNK_KEYS, optional=("chunk", "gridsize"))
+    chunk = load_chunk(chunk_path, required=INFERENCE_KEYS, optional=("chunk", "gridsize"))
     check_chunk_matches(model, chunk, chunk_path)
     predictor = Predictor(model, batch_size)
     predictor(chunk["diffraction"][:1])  # trace outside the timed prediction

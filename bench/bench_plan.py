@@ -1,0 +1,72 @@
+"""`snakemake -n` planning time of the full study and of the same study with 3x and 10x its groups.
+
+    .venv/bin/python bench/bench_plan.py        # writes bench/plan_scaling.md (about 2 min)
+
+The larger studies keep every other key of config/study_fly64.yaml and ask for 3x or 10x the
+groups of every view and split (the test splits' one-group-per-position becomes that many
+K-choose-C oversamples), so the number of chunks, and of chunk jobs, grows with them. The
+planning time is one dry run (``--forceall``, nothing executes, no data exists) in a fresh
+process, as a user would type it.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import yaml
+
+from common import ROOT, WORK, machine
+
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "tools"))
+
+from plan import count_jobs, dry_run  # noqa: E402
+
+from ptychostudy.config import build_plan  # noqa: E402
+
+STUDY = ROOT / "config" / "study_fly64.yaml"
+FACTORS = (1, 3, 10)
+
+
+def scaled_config(factor: int) -> dict:
+    """study_fly64 with ``factor``× the groups of every view and split."""
+    cfg = yaml.safe_load(STUDY.read_text())
+    if factor == 1:
+        return cfg
+    plan = build_plan(yaml.safe_load(STUDY.read_text()))
+    for name, view in plan.views.items():
+        cfg["views"][name]["n_groups"] = {s: factor * view.n_groups(s) for s in ("train", "test")}
+    return cfg
+
+
+def main() -> None:
+    rows = []
+    for factor in FACTORS:
+        path = WORK / f"study_x{factor}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(scaled_config(factor)))
+        text, seconds = dry_run(str(path), str(WORK / f"plan_x{factor}"))
+        counts = count_jobs(text)
+        jobs = sum(c["jobs"] for c in counts.values())
+        rows.append({"factor": factor, "jobs": jobs, "chunks": counts["shard_chunk"]["jobs"],
+                     "gpu": sum(c["gpu"] for c in counts.values()), "seconds": seconds})
+        print(rows[-1], flush=True)
+    lines = [
+        "# Planning time against study size",
+        "",
+        f"Machine: {machine()}",
+        "Command: `.venv/bin/python bench/bench_plan.py`; `snakemake -n --forceall` on "
+        "config/study_fly64.yaml with every view's and split's groups multiplied by the factor.",
+        "",
+        "| groups | jobs | chunk files | GPU jobs | `snakemake -n` (s) | s per 1,000 jobs |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['factor']}x | {r['jobs']:,} | {r['chunks']:,} | {r['gpu']:,} | {r['seconds']:.1f} | "
+                     f"{1000 * r['seconds'] / r['jobs']:.1f} |")
+    (WORK.parent / "plan_scaling.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
