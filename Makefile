@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 CONFIG  ?= config/config.yaml
 PYTHON3 ?= python3
 
-.PHONY: run test check plan bench report clean
+.PHONY: run test check plan bench report publish clean
 
 # torch/torchvision first, pinned (ptychi imports torchvision at module level and needs the
 # matching pair); then the project with TensorFlow, Snakemake and the rest from pyproject.toml.
@@ -40,13 +40,19 @@ check: $(STAMP)
 plan: $(STAMP)
 	$(PY) tools/plan.py --configfile config/study_fly64.yaml --out results/plan
 
-## benchmarks (see bench/README.md); they write bench/results.md
+## benchmarks (bench/*.py, each documented in its docstring); they write bench/results.md
 bench: $(STAMP)
 	$(PY) bench/run_all.py
 
 ## HTML report of a finished run
 report: $(STAMP)
 	$(SMK) --configfile $(CONFIG) --report report.html
+
+## copy the summary of a finished default run into docs/default_run/ (what the README shows)
+publish:
+	mkdir -p docs/default_run
+	cp results/summary/summary.md results/summary/metrics.csv results/summary/metrics_vs_dose_phase.png \
+	   results/summary/metrics_vs_dose_amplitude.png results/summary/montage_test_phase.png docs/default_run/
 
 clean:
 	rm -rf results logs benchmarks .snakemake report.html

@@ -1,6 +1,8 @@
 """Chunked inference: job memory, per-job overhead, end-to-end throughput, merge memory.
 
-    .venv/bin/python bench/bench_pipeline.py        # writes bench/pipeline.md (about 10 min)
+    .venv/bin/python bench/bench_pipeline.py        # writes bench/pipeline.md (about 12 min)
+    .venv/bin/python bench/bench_pipeline.py --overhead-only 2 --chunk-sizes 1024,4096
+                                                    # 8192 groups; writes bench/pipeline_x2.md
 
 Everything runs the library functions the workflow's jobs run, each job in a fresh Python
 process (as Snakemake starts it), with its peak RSS read from ``/proc/self/status`` (VmHWM).
@@ -20,6 +22,7 @@ width (``pinn.filters`` of config/config.yaml): inference time does not depend o
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import sys
 import time
@@ -161,13 +164,14 @@ def memory_rows(model) -> list[dict]:
     return rows
 
 
-def overhead_rows(model) -> list[dict]:
+def overhead_rows(model, factor: int = 1, chunk_sizes=CHUNK_SIZES) -> list[dict]:
     d = WORK / "pipeline_run"
     d.mkdir(parents=True, exist_ok=True)
     n_pos = make_split(d / "split.npz", RUN_SIDE)
-    t_group = group_split(d, "all")
+    t_group = group_split(d, "all" if factor == 1 else factor * n_pos)
+    n_pos *= factor  # groups
     rows = []
-    for chunk_size in CHUNK_SIZES:
+    for chunk_size in chunk_sizes:
         paths, t_shard = shard(d, chunk_size)
         pred = d / f"pred_{chunk_size}"
         shutil.rmtree(pred, ignore_errors=True)
@@ -194,8 +198,7 @@ def overhead_rows(model) -> list[dict]:
     return rows
 
 
-def write_report(params: int, mem: list[dict], run: list[dict]) -> None:
-    base = mem[0]
+def write_report(params: int, mem: list[dict], run: list[dict], page: str = "pipeline.md") -> None:
     lines = [
         "# Chunked inference: memory, overhead, end-to-end throughput",
         "",
@@ -203,21 +206,28 @@ def write_report(params: int, mem: list[dict], run: list[dict]) -> None:
         f"Command: `.venv/bin/python bench/bench_pipeline.py`. N={N}, gridsize 2 (C=4), K=7, an untrained "
         f"PtychoPINN of {params:,} parameters (filters {FILTERS}), predict batch 64.",
         "",
-        f"## Peak memory against split size (chunk size {MEM_CHUNK})",
-        "",
-        "| split | groups | chunks | `infer_chunk` job peak RSS (MiB) | vs 1x | predictions on disk (MiB) "
-        "| `merge_chunks` peak RSS (MiB) | vs 1x | merge time (s) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    if mem:
+        base = mem[0]
+        lines += [
+            f"## Peak memory against split size (chunk size {MEM_CHUNK})",
+            "",
+            "| split | groups | chunks | `infer_chunk` job peak RSS (MiB) | vs 1x | predictions on disk (MiB) "
+            "| `merge_chunks` peak RSS (MiB) | vs 1x | merge time (s) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
     for r in mem:
         lines.append(f"| {r['factor']}x | {r['groups']} | {r['chunks']} | {r['job_rss']:.0f} | "
                      f"{r['job_rss'] / base['job_rss']:.3f} | {r['pred_mib']:.0f} | {r['merge_rss']:.0f} | "
                      f"{r['merge_rss'] / base['merge_rss']:.3f} | {r['merge_s']:.1f} |")
+    if mem:
+        lines += [
+            "",
+            f"Groups beyond one per position are K-choose-C oversamples of the same {mem[0]['groups']}-position "
+            f"raster (object {mem[0]['object'][0]}×{mem[0]['object'][1]} pixels): the merge canvas is the same, "
+            "so any growth would come from the number of chunks or groups.",
+        ]
     lines += [
-        "",
-        f"Groups beyond one per position are K-choose-C oversamples of the same {mem[0]['groups']}-position "
-        f"raster (object {mem[0]['object'][0]}×{mem[0]['object'][1]} pixels): the merge canvas is the same, "
-        "so any growth would come from the number of chunks or groups.",
         "",
         f"## Chunk jobs against one in-process pass ({run[0]['groups']} groups, {run[0]['patterns']} patterns)",
         "",
@@ -241,19 +251,30 @@ def write_report(params: int, mem: list[dict], run: list[dict]) -> None:
     for r in run:
         lines.append(f"| {r['chunk_size']} | {r['group_s']:.1f} | {r['shard_s']:.1f} | {r['jobs2_s']:.1f} | "
                      f"{r['merge_s']:.1f} | {r['e2e_s']:.1f} | {r['e2e_rate']:.0f} |")
-    (WORK.parent / "pipeline.md").write_text("\n".join(lines) + "\n")
+    (WORK.parent / page).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--overhead-only", type=int, metavar="FACTOR", default=0,
+                    help="only the overhead and end-to-end tables, on FACTOR x the groups of the "
+                         f"{RUN_SIDE**2}-position split (oversampled), written to pipeline_x<FACTOR>.md")
+    ap.add_argument("--chunk-sizes", default=",".join(map(str, CHUNK_SIZES)), help="comma-separated chunk sizes")
+    args = ap.parse_args()
+    chunk_sizes = tuple(int(c) for c in args.chunk_sizes.split(","))
     d = WORK / "pipeline_run"
     d.mkdir(parents=True, exist_ok=True)
     make_split(d / "split.npz", RUN_SIDE)
     group_split(d, "all")
     model = WORK / "pipeline_pinn.keras"
     params = run_measured(MAKE_MODEL, str(d / "groups.npz"), str(model), str(N), str(FILTERS))["parameters"]
+    if args.overhead_only:
+        run = overhead_rows(model, args.overhead_only, chunk_sizes)
+        write_report(params, [], run, f"pipeline_x{args.overhead_only}.md")
+        return
     mem = memory_rows(model)
-    run = overhead_rows(model)
+    run = overhead_rows(model, 1, chunk_sizes)
     write_report(params, mem, run)
 
 

@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/run_all.py            # or: make bench
 
-Each benchmark writes its own page (shards.md, models.md, ptychi.md, plan.md); this script
+Each benchmark writes its own page (shards.md, models.md, ptychi.md, pipeline.md,
+pipeline_x2.md, exactness.md, plan.md, plan_scaling.md); this script
 runs them one after the other (never in parallel: they time themselves) and concatenates the
 pages, with the machine and date, into results.md.
 """
@@ -21,8 +22,14 @@ STEPS = [
     ("shards.md", [sys.executable, str(HERE / "bench_shards.py")]),
     ("models.md", [sys.executable, str(HERE / "bench_models.py")]),
     ("ptychi.md", [sys.executable, str(HERE / "bench_ptychi.py"), "--quick"]),
+    ("pipeline.md", [sys.executable, str(HERE / "bench_pipeline.py")]),
+    ("pipeline_x2.md", [sys.executable, str(HERE / "bench_pipeline.py"), "--overhead-only", "2",
+                        "--chunk-sizes", "1024,4096"]),
+    # needs a finished `make run` (results/); skipped without one
+    ("exactness.md", [sys.executable, str(HERE / "bench_exactness.py")]),
     ("plan.md", [sys.executable, str(ROOT / "tools" / "plan.py"), "--configfile", "config/study_fly64.yaml",
                  "--out", str(HERE / "_work" / "plan")]),
+    ("plan_scaling.md", [sys.executable, str(HERE / "bench_plan.py")]),
 ]
 
 
@@ -37,6 +44,9 @@ def collect() -> str:
 
 def main() -> None:
     for page, cmd in STEPS:
+        if page == "exactness.md" and not (ROOT / "results" / "summary" / "metrics.csv").exists():
+            print("no finished `make run` in results/: bench_exactness skipped")
+            continue
         subprocess.run(cmd, cwd=ROOT, check=True)
         if page == "plan.md":
             (HERE / "plan.md").write_text((HERE / "_work" / "plan" / "plan.md").read_text())

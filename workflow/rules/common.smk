@@ -115,6 +115,13 @@ def gpu_mem_mb(wildcards, attempt):
     return 4000 * attempt
 
 
+def chunk_mem_mb(wildcards, attempt):
+    # one chunk in memory: diffraction (float32) plus true or predicted patches (complex64),
+    # twice for temporaries, on top of ~1 GB of interpreter and TensorFlow
+    chunk_bytes = PLAN.chunk_size * PLAN.N**2 * PLAN.gridsize**2 * (4 + 8)
+    return (1000 + 2 * chunk_bytes // 10**6) * attempt
+
+
 def cpu_mem_mb(wildcards, attempt):
     return 2000 * attempt
 

@@ -40,7 +40,7 @@ rule shard_chunk:
         "../../envs/core.yaml"
     threads: 1
     resources:
-        mem_mb=cpu_mem_mb,
+        mem_mb=chunk_mem_mb,
         runtime=short_runtime,
     params:
         chunk_size=config["chunk_size"],

@@ -16,7 +16,7 @@ rule infer_chunk:
     threads: 1
     resources:
         gpu=1,
-        mem_mb=gpu_mem_mb,
+        mem_mb=chunk_mem_mb,
         runtime=short_runtime,
     params:
         batch_size=config["inference"]["batch_size"],
