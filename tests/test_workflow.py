@@ -32,7 +32,7 @@ def test_phase_d_groups_and_chunks_follow_the_plan(tiny_run):
                 assert len(groups["members"]) == PLAN.views[view].n_groups(split)
                 chunks = sorted((cell / "chunks").glob("chunk_*.npz"))
                 assert [p.stem[-4:] for p in chunks] == PLAN.chunk_ids(view, split)
-                ids = np.concatenate([load_chunk(p, PLAN.N, PLAN.C)["group_index"] for p in chunks])
+                ids = np.concatenate([load_chunk(p, n=PLAN.N, c=PLAN.C)["group_index"] for p in chunks])
                 np.testing.assert_array_equal(ids, np.arange(len(groups["members"])))
                 overlap = json.loads((cell / "overlap.json").read_text())
                 assert abs(overlap["linear"] - PLAN.views[view].overlap) < 0.1

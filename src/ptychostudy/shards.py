@@ -211,7 +211,7 @@ def validate_chunk(path, chunk: dict) -> None:
         io.check_array(path, "probeGuess", chunk["probeGuess"], shape=(n, n))
 
 
-def load_chunk(path, required: tuple = INFERENCE_KEYS, optional: tuple | None = None,
+def load_chunk(path, required: tuple = INFERENCE_KEYS, optional: tuple | None = None, *,
                n: int | None = None, c: int | None = None) -> dict:
     """Read one chunk NPZ, validate it (:func:`validate_chunk`), and check it against a model's N and C.
 
