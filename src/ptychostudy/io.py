@@ -123,6 +123,20 @@ def check_amplitudes(path, key: str, arr: np.ndarray) -> None:
         )
 
 
+def check_counts(path, diffraction: np.ndarray, dose: float, low: float, high: float) -> None:
+    """Amplitudes, not intensities: the mean total Σ amplitude² per pattern must lie in
+    [low, high] × the dose (intensities stored by mistake give Σ counts², far above it).
+    ``diffraction``: patterns on axes 1 and 2."""
+    if diffraction.size == 0 or dose <= 0:
+        return
+    mean_total = float(np.mean(np.sum(diffraction.astype(np.float64) ** 2, axis=(1, 2))))
+    if not low <= mean_total / dose <= high:
+        raise DataError(
+            f"{path}: key 'diffraction': mean Σ amplitude² per pattern is {mean_total:.4g} but key 'dose' is "
+            f"{dose:.4g}; expected amplitudes sqrt(counts) (intensities stored?)"
+        )
+
+
 def npz_member_layout(path: str | os.PathLike, key: str) -> tuple[int, tuple, np.dtype]:
     """Byte offset, shape and dtype of array ``key`` stored uncompressed (C order) in an NPZ."""
     path = Path(path)

@@ -105,18 +105,6 @@ def gather_chunk(phase_c_path, obj: np.ndarray, xy: np.ndarray, groups: dict, sl
 COUNTS_FACTOR = 3.0
 
 
-def check_counts(path, diffraction: np.ndarray, dose: float) -> None:
-    """The patterns must hold amplitudes: their mean total Σ amplitude² is near the dose."""
-    if diffraction.size == 0 or dose <= 0:
-        return
-    mean_total = float(np.mean(np.sum(diffraction.astype(np.float64) ** 2, axis=(1, 2))))
-    if not 1.0 / COUNTS_FACTOR <= mean_total / dose <= COUNTS_FACTOR:
-        raise io.DataError(
-            f"{path}: key 'diffraction': mean Σ amplitude² per pattern is {mean_total:.4g} but key 'dose' is "
-            f"{dose:.4g}; expected amplitudes sqrt(counts) (intensities stored?)"
-        )
-
-
 class ShardSource:
     """A split's inputs for sharding: positions, object, probe and groups in memory, diffraction memory-mapped."""
 
@@ -157,7 +145,7 @@ class ShardSource:
         sl = slice(i * self.chunk_size, min((i + 1) * self.chunk_size, self.n_groups))
         chunk = gather_chunk(self.phase_c_path, self.obj, self.xy, self.groups, sl, self.n)
         io.check_amplitudes(self.phase_c_path, "diffraction", chunk["diffraction"])
-        check_counts(self.phase_c_path, chunk["diffraction"], float(self.dose))
+        io.check_counts(self.phase_c_path, chunk["diffraction"], float(self.dose), 1 / COUNTS_FACTOR, COUNTS_FACTOR)
         io.save_npz(
             path,
             **chunk,

@@ -123,27 +123,13 @@ def first_occurrences(member_index: list) -> list:
     Neighbouring groups share members (about C groups per pattern when every position seeds a
     group): the Baseline uses each pattern once per epoch.
     """
-    seen, masks = set(), []
-    for m in member_index:
-        mask = np.zeros(m.shape, bool)
-        for idx, v in np.ndenumerate(m):
-            if int(v) not in seen:
-                seen.add(int(v))
-                mask[idx] = True
-        masks.append(mask)
-    return masks
-
-
-def output_signature(kind: str, n: int, c: int) -> dict:
-    import tensorflow as tf
-
-    if kind == "pinn":
-        return {
-            "diffraction": tf.TensorSpec((n, n, c), tf.float32),
-            "coords_relative": tf.TensorSpec((c, 2), tf.float32),
-        }
-    spec = tf.TensorSpec((n, n, 1), tf.float32)
-    return {"diffraction": spec, "amplitude": spec, "phase": spec}
+    if not member_index:
+        return []
+    flat = np.concatenate([m.ravel() for m in member_index])
+    keep = np.zeros(flat.shape, bool)
+    keep[np.unique(flat, return_index=True)[1]] = True  # index of each value's first occurrence
+    parts = np.split(keep, np.cumsum([m.size for m in member_index])[:-1])
+    return [k.reshape(m.shape) for k, m in zip(parts, member_index)]
 
 
 def make_dataset(paths: list, kind: str, n: int, c: int, batch_size: int, seed: int = 0,
@@ -169,10 +155,7 @@ def make_dataset(paths: list, kind: str, n: int, c: int, batch_size: int, seed: 
     keys = STREAM_KEYS[kind]
     layouts, members, sizes = [], [], []
     for path in paths:
-        chunk = load_chunk(path, TRAIN_KEYS[kind], optional=("gridsize",))
-        shape = chunk["diffraction"].shape
-        if shape[1:] != (n, n, c):
-            raise DataError(f"{path}: key 'diffraction' has shape {shape}, expected (B, {n}, {n}, {c})")
+        chunk = load_chunk(path, TRAIN_KEYS[kind], optional=("gridsize",), n=n, c=c)
         if kind == "baseline":
             members.append(chunk["member_index"])
         del chunk
