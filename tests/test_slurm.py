@@ -179,6 +179,13 @@ def test_tiny_workflow_runs_through_sbatch_and_matches_local_run(slurm_cluster, 
             if rule in GPU_RULES:
                 assert "'CUDA_VISIBLE_DEVICES': '0'" in text, path
 
+    # the run's record (shown with `pytest -s`, kept with the test's tmp_path): wall time, jobs
+    # per rule, and one sbatch line of each GPU rule as submitted
+    record = [f"SLURM run of dose {SLURM_DOSE}: {sum(stats.values())} jobs in {elapsed:.0f} s wall: {stats}"]
+    record += [f"{rule}: {calls[rule][0]}" for rule in sorted(GPU_RULES)]
+    (tmp_path / "slurm_record.txt").write_text("\n".join(record) + "\n")
+    print("\n".join(record))
+
     # same study result as the local executor (run-dependent rows aside)
     got = _comparable(work / "results" / "summary" / "metrics.csv")
     want = _comparable(tiny_run / "results" / "summary" / "metrics.csv")

@@ -79,14 +79,19 @@ def get_arm_paths(wildcards):
     return paths
 
 
+# training keys a model section may set for itself (e.g. pinn.epochs overrides training.epochs)
+MODEL_TRAINING_KEYS = ("epochs", "batch_size", "learning_rate")
+
+
 def get_training_params(wildcards):
-    # a model's own `epochs` (config key <model>.epochs) overrides training.epochs
-    own = {k: v for k, v in config[wildcards.model].items() if k == "epochs"}
+    own = {k: v for k, v in config[wildcards.model].items() if k in MODEL_TRAINING_KEYS}
     return dict(config["training"], seed=config["seeds"]["training"], **own)
 
 
 def get_model_params(wildcards):
-    return {k: v for k, v in config[wildcards.model].items() if k != "epochs"}
+    return {
+        k: v for k, v in config[wildcards.model].items() if k not in MODEL_TRAINING_KEYS
+    }
 
 
 def get_cells():
