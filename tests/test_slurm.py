@@ -4,7 +4,10 @@
 (GRES backed by /dev/null, so GPU jobs see CUDA_VISIBLE_DEVICES=0). The tiny config then
 runs with `profiles/slurm` (capped to the node's CPUs and memory, see `_node_profile`), and
 the test checks what a cluster user relies on: every job went through sbatch, the GPU
-rules asked for a GPU, snakemake exited, and the metrics equal those of a local run.
+rules asked for a GPU, snakemake exited, and the metrics equal those of a local run. The
+per-chunk inference jobs run as Snakemake job groups (`--groups infer_chunk=chunks
+--group-components chunks=4`, the batching README.md documents for big clusters): four chunk
+jobs per sbatch submission, one GPU per submission.
 
 Needs root and Debian/Ubuntu packages (installed by the script when apt-get is there);
 takes minutes. Opt out with PTYCHOSTUDY_SLURM_TEST=0.
@@ -31,6 +34,8 @@ from conftest import ROOT, TINY
 SCRIPT = ROOT / "tools" / "local_slurm.sh"
 PROFILE = ROOT / "profiles" / "slurm" / "config.yaml"
 GPU_RULES = {"train_pinn", "train_baseline", "infer_chunk", "reconstruct_ptychi"}
+# the chunk jobs are batched into job groups of this many jobs per submission
+GROUP, GROUPED_RULE, GROUP_SIZE = "chunks", "infer_chunk", 4
 SLURM_BINARIES = ("slurmctld", "slurmd", "sbatch", "squeue", "sinfo", "munged")
 # Rows of comparison_metrics.csv that measure the run, not the reconstruction.
 RUN_DEPENDENT_METRICS = {"wall_time_s"}
@@ -107,13 +112,20 @@ def _job_stats(log: str) -> dict[str, int]:
 
 
 def _sbatch_calls(log: str, rules) -> dict[str, list[str]]:
-    """Rule -> the sbatch command lines (without the wrapped command) snakemake issued."""
+    """Rule (or "group") -> the sbatch command lines (without the wrapped command) snakemake issued.
+
+    The SLURM plugin comments a job's submission `rule_<rule>[_wildcards_<values>]`, and a job
+    group's `rule_<group>_<rules>`.
+    """
     calls = defaultdict(list)
     for line in log.splitlines():
         if not line.startswith("sbatch call: sbatch "):
             continue
         call = line.split(" --wrap=", 1)[0]
         comment = re.search(r"--comment (\S+)", call).group(1)
+        if comment == f"rule_{GROUP}_{GROUPED_RULE}":
+            calls["group"].append(call)
+            continue
         rule = next(r for r in rules if comment == f"rule_{r}" or comment.startswith(f"rule_{r}_wildcards_"))
         calls[rule].append(call)
     return calls
@@ -146,6 +158,8 @@ def test_tiny_workflow_runs_through_sbatch_and_matches_local_run(slurm_cluster, 
         "--slurm-keep-successful-logs",
         # prints each sbatch call; the jobs log their environment
         "--verbose",
+        # batch the chunk jobs: GROUP_SIZE of them per sbatch submission
+        "--groups", f"{GROUPED_RULE}={GROUP}", "--group-components", f"{GROUP}={GROUP_SIZE}",
     ]
     t0 = time.monotonic()
     res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=5400)
@@ -153,24 +167,36 @@ def test_tiny_workflow_runs_through_sbatch_and_matches_local_run(slurm_cluster, 
     log = res.stdout + res.stderr
     (tmp_path / "snakemake_slurm.log").write_text(log)
     assert res.returncode == 0, f"snakemake under SLURM failed after {elapsed:.0f} s:\n{log[-8000:]}"
+    _check_slurm_run(log, work, tiny_run, elapsed, tmp_path)
 
-    # every job except the target rule went through sbatch, once per job
+
+def _check_slurm_run(log: str, work: Path, tiny_run: Path, elapsed: float, record_dir: Path) -> None:
+    """What the SLURM run must show: submissions, GPUs, allocations, groups, and the local run's metrics."""
+    # every job except the target rule and the grouped chunk jobs went through sbatch, once per job
     stats = _job_stats(log)
     rules = sorted((r for r in stats if r != "all"), key=len, reverse=True)
     calls = _sbatch_calls(log, rules)
-    for rule in rules:
+    single = [r for r in rules if r != GROUPED_RULE]
+    for rule in single:
         comments = {re.search(r"--comment (\S+)", c).group(1) for c in calls[rule]}
         assert len(comments) == stats[rule], f"{rule}: {len(comments)} sbatch submissions for {stats[rule]} jobs"
 
-    # the GPU rules and only they asked for a GPU
+    # the chunk jobs went in groups: ceil(jobs / GROUP_SIZE) submissions, none of them alone
+    n_chunk_jobs = stats[GROUPED_RULE]
+    assert n_chunk_jobs > GROUP_SIZE
+    assert not calls[GROUPED_RULE], f"{GROUPED_RULE} submitted outside its group: {calls[GROUPED_RULE]}"
+    assert len(calls["group"]) == -(-n_chunk_jobs // GROUP_SIZE), calls["group"]
+
+    # the GPU rules and only they asked for a GPU, one per submission (a group too)
     assert GPU_RULES <= set(rules)
     for rule, rule_calls in calls.items():
         for call in rule_calls:
-            assert ("--gpus=1" in call) == (rule in GPU_RULES), f"{rule}: {call}"
+            assert ("--gpus=1" in call) == (rule in GPU_RULES | {"group"}), f"{rule}: {call}"
+            assert call.count("--gpus=") <= 1, call
 
     # each job ran inside its own allocation; GPU jobs saw the node's (fake) GPU
     slurm_logs = work / ".snakemake" / "slurm_logs"
-    for rule in rules:
+    for rule in single:
         logs = list((slurm_logs / f"rule_{rule}").rglob("*.log"))
         assert len(logs) >= stats[rule], f"{rule}: {len(logs)} SLURM logs for {stats[rule]} jobs"
         for path in logs:
@@ -178,12 +204,28 @@ def test_tiny_workflow_runs_through_sbatch_and_matches_local_run(slurm_cluster, 
             assert re.search(r"'SLURM_JOB_ID': '\d+'", text), path
             if rule in GPU_RULES:
                 assert "'CUDA_VISIBLE_DEVICES': '0'" in text, path
+    # ... and every chunk job ran in exactly one group allocation, at most GROUP_SIZE per allocation
+    group_logs = list((slurm_logs / f"group_{GROUP}_{GROUPED_RULE}").rglob("*.log"))
+    assert len(group_logs) == len(calls["group"]), group_logs
+    seen = []
+    for path in group_logs:
+        text = path.read_text(errors="replace")
+        assert len(set(re.findall(r"'SLURM_JOB_ID': '(\d+)'", text))) == 1, path
+        assert "'CUDA_VISIBLE_DEVICES': '0'" in text, path
+        # the jobstep prints each member as "localrule infer_chunk:" then input, output, ..., wildcards
+        members = {re.search(r"wildcards: (.+)", block).group(1)
+                   for block in text.split(f"localrule {GROUPED_RULE}:")[1:]}
+        assert 1 <= len(members) <= GROUP_SIZE, (path, members)
+        seen += sorted(members)
+    assert len(seen) == len(set(seen)) == n_chunk_jobs, seen
 
     # the run's record (shown with `pytest -s`, kept with the test's tmp_path): wall time, jobs
     # per rule, and one sbatch line of each GPU rule as submitted
     record = [f"SLURM run of dose {SLURM_DOSE}: {sum(stats.values())} jobs in {elapsed:.0f} s wall: {stats}"]
-    record += [f"{rule}: {calls[rule][0]}" for rule in sorted(GPU_RULES)]
-    (tmp_path / "slurm_record.txt").write_text("\n".join(record) + "\n")
+    record += [f"{rule}: {calls[rule][0]}" for rule in sorted(GPU_RULES - {GROUPED_RULE})]
+    record.append(f"{GROUPED_RULE} ({GROUP_SIZE} per group, {len(calls['group'])} submissions for {n_chunk_jobs} jobs): "
+                  f"{calls['group'][0]}")
+    (record_dir / "slurm_record.txt").write_text("\n".join(record) + "\n")
     print("\n".join(record))
 
     # same study result as the local executor (run-dependent rows aside)
