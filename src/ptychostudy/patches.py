@@ -16,7 +16,7 @@ import scipy.fft
 SHIFT_PAD = 4
 
 
-def _padded_size(n: int) -> int:
+def padded_size(n: int) -> int:
     """Window size for the Fourier shift: N plus the padding, rounded up to a fast FFT length."""
     return scipy.fft.next_fast_len(n + 2 * SHIFT_PAD)
 
@@ -52,15 +52,15 @@ def extract_patches(obj: np.ndarray, positions: np.ndarray, n: int, batch: int =
     p = SHIFT_PAD
     h, w = obj.shape
     if positions.size and (
-        base.min() - p < 0 or base[:, 0].max() - p + _padded_size(n) > w
-        or base[:, 1].max() - p + _padded_size(n) > h
+        base.min() - p < 0 or base[:, 0].max() - p + padded_size(n) > w
+        or base[:, 1].max() - p + padded_size(n) > h
     ):
         raise ValueError(
             f"scan positions reach outside the object ({h}x{w}) for patch size {n}: "
             f"x in [{positions[:, 0].min():.1f}, {positions[:, 0].max():.1f}], "
             f"y in [{positions[:, 1].min():.1f}, {positions[:, 1].max():.1f}]"
         )
-    m = _padded_size(n)
+    m = padded_size(n)
     rr = np.arange(m)
     out = np.empty((len(positions), n, n), dtype=np.complex64)
     for s in range(0, len(positions), batch):
@@ -98,7 +98,7 @@ def place_patches(
     h, w = canvas.shape
     exact = np.all(frac == 0, axis=1)
     # integer positions are placed as they are; only fractional ones need the padded shift
-    m = n + 2 * p if exact.all() else _padded_size(n)
+    m = n + 2 * p if exact.all() else padded_size(n)
     if len(positions) and (
         base.min() - p < 0 or base[:, 0].max() - p + m > w or base[:, 1].max() - p + m > h
     ):

@@ -6,6 +6,17 @@ is ``Σ w·patch / Σ w``. The canvases are complex128/float64 and the merge str
 files one at a time, so memory is the canvas plus one chunk, and the result does not depend on
 how the groups were cut into chunks (differences are rounding, ~1e-15, far below 1e-5).
 
+**Per-group phase reconciliation** (``phase_rounds > 0``). The PINN's Poisson likelihood cannot
+see a phase factor common to a group's patches, so each group comes back with its own arbitrary
+constant phase; averaging neighbours with different offsets erases the object's low-frequency
+phase. Each round streams the chunks once more: every group's phase
+``φ_g = arg Σ_members Σ_pixels w · conj(patch) · O`` is estimated against the previous stitch
+``O`` (the window weights the pixels the arm constrains best), and the group's patches, rotated
+by ``exp(iφ_g)``, go onto a fresh canvas. Nothing but the arm's own patches is used (no ground
+truth). ``φ_g`` of a group depends only on ``O`` and that group, so the result is still
+chunk-invariant; memory is the canvas, the previous object, one chunk and one scalar per group.
+The global phase stays arbitrary (Phase G removes it, as for every arm).
+
 Window choice (``make_window``):
 
 - ``"central"`` (default): a separable Tukey window that is 1 on the central
@@ -25,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from .io import DataError, check_array, load_npz, save_npz
-from .patches import place_patches
+from .patches import SHIFT_PAD, padded_size, extract_patches, place_patches
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +107,37 @@ def _accumulate(canvas, weight, patches, positions, window, batch: int = PLACE_B
         place_patches(canvas, weight, patches[s : s + batch], positions[s : s + batch], window)
 
 
+def _reference(obj: np.ndarray, n: int) -> tuple[np.ndarray, int]:
+    """The previous stitch, zero-padded so that every placeable patch can be extracted from it."""
+    pad = padded_size(n) - n + SHIFT_PAD
+    return np.pad(obj, pad), pad
+
+
+def group_phases(patches: np.ndarray, positions: np.ndarray, reference: tuple[np.ndarray, int],
+                 window: np.ndarray, c: int, batch: int = PLACE_BATCH) -> np.ndarray:
+    """Per group, the phase that best aligns its C patches (flattened, group-major) with the stitch.
+
+    ``φ_g = arg Σ_members Σ_pixels window · conj(patch) · O(patch position)``; ``reference`` is
+    (padded stitch, padding) from :func:`_reference`. Returns (G,) float64 radians.
+    """
+    ref, pad = reference
+    n = patches.shape[-1]
+    s = np.empty(len(patches), dtype=np.complex128)
+    for i in range(0, len(patches), batch):
+        o = extract_patches(ref, positions[i : i + batch] + pad, n)
+        s[i : i + batch] = np.sum(window * np.conj(patches[i : i + batch]) * o, axis=(1, 2))
+    return np.angle(s.reshape(-1, c).sum(axis=1))
+
+
+def _rotate(patches: np.ndarray, phases: np.ndarray, c: int) -> np.ndarray:
+    """Flattened group-major patches (G·C, N, N) times exp(iφ_g) of their group."""
+    return patches * np.repeat(np.exp(1j * phases), c)[:, None, None]
+
+
+def _wrapped_rms(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.angle(np.exp(1j * (a - b))) ** 2))) if len(a) else 0.0
+
+
 def _finish(canvas: np.ndarray, weight: np.ndarray, min_weight: float) -> tuple[np.ndarray, np.ndarray]:
     """object = canvas / weight where weight > min_weight · max(weight), else 0."""
     wmax = float(weight.max()) if weight.size else 0.0
@@ -116,15 +158,25 @@ def merge_arrays(
     object_shape,
     window: np.ndarray,
     min_weight: float = MIN_RELATIVE_WEIGHT,
+    phase_rounds: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Stitch in-memory patches ``(B, N, N, C)`` at ``positions (B, C, 2)`` (x, y): the unchunked pass.
 
-    Returns the object (complex64, 0 where uncovered) and the weight (float32, 0 where uncovered).
+    ``phase_rounds`` rounds of per-group phase reconciliation (module docstring) follow the
+    first stitch. Returns the object (complex64, 0 where uncovered) and the weight (float32,
+    0 where uncovered).
     """
+    c = np.shape(patches)[-1] if np.ndim(patches) == 4 else 1
     flat_p, flat_x = _flatten(patches, positions)
     canvas, weight = _new_canvases(object_shape)
     _accumulate(canvas, weight, flat_p, flat_x, window)
-    return _finish(canvas, weight, min_weight)
+    obj, w = _finish(canvas, weight, min_weight)
+    for _ in range(int(phase_rounds)):
+        phases = group_phases(flat_p, flat_x, _reference(obj, window.shape[0]), window, c)
+        canvas, weight = _new_canvases(object_shape)
+        _accumulate(canvas, weight, _rotate(flat_p, phases, c), flat_x, window)
+        obj, w = _finish(canvas, weight, min_weight)
+    return obj, w
 
 
 def load_inference_chunk(path, n: int | None = None) -> dict:
@@ -144,41 +196,63 @@ def load_inference_chunk(path, n: int | None = None) -> dict:
     return d
 
 
-def merge_chunk_files(
-    paths,
-    object_shape,
-    window: np.ndarray,
-    min_weight: float = MIN_RELATIVE_WEIGHT,
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """Stream inference chunk files onto one canvas: (object complex64, weight float32, Σ wall_time_s).
-
-    Holds only the complex128/float64 canvases and one chunk in memory.
-    """
-    paths = list(paths)
-    if not paths:
-        raise ValueError("merge_chunk_files: no chunk files given")
+def _stitch_pass(paths, object_shape, window, min_weight, reference=None):
+    """One pass over the chunk files: stitch, rotating each group by its phase against
+    ``reference`` when given. Returns (object, weight, Σ wall_time_s, group phases or None)."""
     n = window.shape[0]
     canvas, weight = _new_canvases(object_shape)
-    wall = 0.0
+    wall, phases = 0.0, []
     for path in paths:
         d = load_inference_chunk(path, n)
+        c = d["patches"].shape[3]
         flat_p, flat_x = _flatten(d["patches"], d["positions"], str(path))
         try:
+            if reference is not None:
+                phases.append(group_phases(flat_p, flat_x, reference, window, c))
+                flat_p = _rotate(flat_p, phases[-1], c)
             _accumulate(canvas, weight, flat_p, flat_x, window)
         except ValueError as exc:
             raise DataError(f"{path}: key 'positions': {exc}") from exc
         wall += float(d["wall_time_s"])
         del d, flat_p, flat_x
     obj, w = _finish(canvas, weight, min_weight)
+    return obj, w, wall, (np.concatenate(phases) if reference is not None else None)
+
+
+def merge_chunk_files(
+    paths,
+    object_shape,
+    window: np.ndarray,
+    min_weight: float = MIN_RELATIVE_WEIGHT,
+    phase_rounds: int = 0,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Stream inference chunk files onto one canvas: (object complex64, weight float32, Σ wall_time_s).
+
+    With ``phase_rounds > 0`` every round streams the files once more and reconciles the
+    groups' phases (module docstring). Holds only the canvases, the previous object and one
+    chunk in memory (plus one scalar per group).
+    """
+    paths = list(paths)
+    if not paths:
+        raise ValueError("merge_chunk_files: no chunk files given")
+    obj, w, wall, _ = _stitch_pass(paths, object_shape, window, min_weight)
+    previous = None
+    for r in range(int(phase_rounds)):
+        obj, w, _, phases = _stitch_pass(paths, object_shape, window, min_weight,
+                                         reference=_reference(obj, window.shape[0]))
+        if previous is not None:
+            log.info("phase round %d: RMS change of the group phases %.2e rad", r + 1, _wrapped_rms(phases, previous))
+        previous = phases
     return obj, w, wall
 
 
-def write_merged(pred_paths, phase_c_path, out_path, window: dict | None = None) -> dict:
+def write_merged(pred_paths, phase_c_path, out_path, window: dict | None = None, phase_rounds: int = 0) -> dict:
     """Merge a split's inference chunks into ``merged.npz`` (object, weight, wall_time_s).
 
     The object's shape (and the probe, for ``kind="probe"``) come from the Phase C split file.
-    ``window`` is the config's ``stitch`` section: ``window`` (or ``kind``): "central" | "probe",
-    and ``central_fraction``. Returns a summary of the merge.
+    ``window``: ``window`` (or ``kind``): "central" | "probe", and ``central_fraction`` (the
+    config's ``stitch`` section). ``phase_rounds``: rounds of per-group phase reconciliation
+    (0: none). Returns a summary of the merge.
     """
     window = dict(window or {})
     # the config's `stitch` section names the kind `window`; `kind` is accepted as well
@@ -188,7 +262,7 @@ def write_merged(pred_paths, phase_c_path, out_path, window: dict | None = None)
     probe = c["probeGuess"]
     win = make_window(probe.shape[-1], kind, window.get("central_fraction", 0.5), probe=probe)
     pred_paths = list(pred_paths)
-    obj, weight, wall = merge_chunk_files(pred_paths, shape, win)
+    obj, weight, wall = merge_chunk_files(pred_paths, shape, win, phase_rounds=phase_rounds)
     save_npz(out_path, object=obj, weight=weight, wall_time_s=np.float64(wall))
     info = {
         "n_chunks": len(pred_paths),
@@ -196,6 +270,7 @@ def write_merged(pred_paths, phase_c_path, out_path, window: dict | None = None)
         "covered_fraction": float(np.mean(weight > 0)),
         "wall_time_s": wall,
         "window": {"kind": kind, "central_fraction": window.get("central_fraction", 0.5)},
+        "phase_rounds": int(phase_rounds),
     }
     log.info("merged %s chunk(s) into %s: %s", info["n_chunks"], Path(out_path), info)
     return info

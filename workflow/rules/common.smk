@@ -94,6 +94,17 @@ def get_model_params(wildcards):
     }
 
 
+def get_stitch_params(wildcards):
+    """The merge's window, and its phase rounds: config `stitch.phase_rounds` for the arms
+    listed in `stitch.reconcile`, 0 for the others."""
+    stitch = config["stitch"]
+    rounds = stitch["phase_rounds"] if wildcards.model in stitch["reconcile"] else 0
+    return {
+        "window": {k: stitch[k] for k in ("window", "central_fraction")},
+        "phase_rounds": rounds,
+    }
+
+
 def get_cells():
     return [
         f"{dose}/{view}/{split}" for dose in DOSES for view in VIEWS for split in SPLITS

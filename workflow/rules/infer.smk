@@ -41,6 +41,6 @@ rule merge_chunks:
         mem_mb=cpu_mem_mb,
         runtime=short_runtime,
     params:
-        window=config["stitch"],
+        stitch=get_stitch_params,
     script:
         "../scripts/merge_chunks.py"

@@ -10,6 +10,7 @@ info = write_merged(
     list(snakemake.input.preds),
     snakemake.input.phase_c,
     snakemake.output.merged,
-    window=dict(snakemake.params.window),
+    window=snakemake.params.stitch["window"],
+    phase_rounds=int(snakemake.params.stitch["phase_rounds"]),
 )
 log.info("wrote %s (%d chunks)", snakemake.output.merged, info["n_chunks"])

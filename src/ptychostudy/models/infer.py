@@ -1,9 +1,19 @@
 """Per-chunk inference: object patches of a chunk's groups from a trained PINN or Baseline.
 
-The PINN's prediction is its decoder output (amplitude·exp(i·phase)) for the C members, before
-the overlap constraint of the physics layers; the Baseline predicts each member pattern on its
-own. Batches are padded to a fixed size, so the graph is traced once and, as no layer couples
-samples, a group's prediction does not depend on the rest of its batch.
+What the PINN exports is what its loss constrains (``export="constrained"``, the default): the
+decoder's amplitude·exp(i·phase) for the C members **after** the overlap constraint of the
+physics layer (blend on the group's canvas, re-extract: ``PtychoForward.object_patches``), i.e.
+exactly the patches whose far-field counts enter the Poisson likelihood. ``export="raw"`` gives
+the decoder output before that constraint; it is kept for comparison (bench/stitch.md) and
+does not explain the data: its predicted total counts were 1.36–1.82× the measured ones on the
+default run. The Baseline predicts each member pattern on its own (C = 1: both are the same).
+
+Batches are padded to a fixed size, so the graph is traced once and, as no layer couples
+groups, a group's prediction does not depend on the rest of its batch.
+
+Every inference file also records ``counts_ratio (B, C)``: the total counts the exported patch
+predicts with the chunk's probe, ``Σ|P·O|²`` (= ``Σ|FFT2(P·O)|²/N²`` by Parseval), divided by
+the measured total ``Σ diffraction²``. For an arm whose patches explain the data it is ≈ 1.
 """
 
 from __future__ import annotations
@@ -34,45 +44,85 @@ def model_shape(model) -> tuple[int, int]:
     return int(shape[1]), int(shape[3])
 
 
-class Predictor:
-    """Amplitude and phase from diffraction amplitudes, compiled once for a fixed batch size."""
+EXPORTS = ("constrained", "raw")
 
-    def __init__(self, model, batch_size: int = 64):
+
+class Predictor:
+    """Object patches from diffraction amplitudes, compiled once for a fixed batch size.
+
+    ``export`` (PINN only): ``"constrained"`` (default) returns the patches after the overlap
+    constraint, which need the groups' ``coords_relative``; ``"raw"`` the decoder output.
+    """
+
+    def __init__(self, model, batch_size: int = 64, export: str = "constrained"):
         import keras
         import tensorflow as tf
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
+        if export not in EXPORTS:
+            raise ValueError(f"export must be one of {list(EXPORTS)}, got {export!r}")
         self.kind = model_kind(model)
         self.N, self.C = model_shape(model)
         self.batch_size = int(batch_size)
+        # the Baseline has no overlap constraint: its raw output is what it exports
+        self.constrained = export == "constrained" and self.kind == "pinn" and self.C > 1
         net = keras.Model(
             model.get_layer("diffraction").output,
             [model.get_layer("amplitude").output, model.get_layer("phase").output],
         )
-        self._fn = tf.function(lambda x: net(x, training=False))
+        if self.constrained:
+            forward = model.get_layer("counts")
 
-    def _run(self, x: np.ndarray) -> np.ndarray:
-        """(n, N, N, c) float32 → (n, N, N, c) complex64, in padded batches of ``batch_size``."""
+            def patches(x, rel):  # (B, N, N, C), (B, C, 2) -> (B, N, N, C) complex64
+                amp, phase = net(x, training=False)
+                return tf.transpose(forward.object_patches(amp, phase, rel), [0, 2, 3, 1])
+        else:
+
+            def patches(x, rel):
+                amp, phase = net(x, training=False)
+                return tf.complex(amp * tf.cos(phase), amp * tf.sin(phase))
+
+        self._fn = tf.function(patches)
+
+    def _run(self, x: np.ndarray, rel: np.ndarray) -> np.ndarray:
+        """(n, N, N, c) float32, (n, c, 2) → (n, N, N, c) complex64, in padded batches of ``batch_size``."""
         n, bs = len(x), self.batch_size
         out = np.empty(x.shape, dtype=np.complex64)
+
+        def padded(a, k):
+            return a if k == bs else np.concatenate([a, np.zeros((bs - k,) + a.shape[1:], a.dtype)])
+
         for s in range(0, n, bs):
-            xb = x[s : s + bs]
-            k = len(xb)
-            if k < bs:
-                xb = np.concatenate([xb, np.zeros((bs - k,) + xb.shape[1:], xb.dtype)])
-            amp, phase = (t.numpy()[:k] for t in self._fn(xb))
-            out[s : s + k] = amp * np.exp(1j * phase)
+            k = len(x[s : s + bs])
+            out[s : s + k] = self._fn(padded(x[s : s + bs], k), padded(rel[s : s + bs], k)).numpy()[:k]
         return out
 
-    def __call__(self, diffraction: np.ndarray) -> np.ndarray:
-        """Patches (B, N, N, C) complex64 for diffraction amplitudes (B, N, N, C)."""
+    def __call__(self, diffraction: np.ndarray, coords_relative: np.ndarray | None = None) -> np.ndarray:
+        """Patches (B, N, N, C) complex64 for diffraction amplitudes (B, N, N, C) and, for the
+        constrained PINN export, the groups' member offsets ``coords_relative (B, C, 2)``."""
         x = np.asarray(diffraction, dtype=np.float32)
-        if self.kind == "pinn":
-            return self._run(x)
         b, n, _, c = x.shape
+        if self.constrained and coords_relative is None:
+            raise ValueError("the constrained PINN export needs the groups' coords_relative")
+        rel = (np.zeros((b, c, 2), np.float32) if coords_relative is None
+               else np.asarray(coords_relative, dtype=np.float32).reshape(b, c, 2))
+        if self.kind == "pinn":
+            return self._run(x, rel)
         per_pattern = np.moveaxis(x, 3, 1).reshape(b * c, n, n, 1)
-        return np.moveaxis(self._run(per_pattern).reshape(b, c, n, n), 1, 3)
+        return np.moveaxis(self._run(per_pattern, np.zeros((b * c, 1, 2), np.float32)).reshape(b, c, n, n), 1, 3)
+
+
+def counts_ratio(patches: np.ndarray, probe: np.ndarray, diffraction: np.ndarray) -> np.ndarray:
+    """(B, C) predicted ÷ measured total counts per pattern for patches (B, N, N, C).
+
+    The predicted total of a patch O is ``Σ|FFT2(P·O)|²/N² = Σ|P·O|²`` (Parseval), so no
+    transform is needed; the measured total is ``Σ diffraction²`` (amplitudes are sqrt(counts)).
+    """
+    p2 = (np.abs(np.asarray(probe, np.complex128)) ** 2)[None, :, :, None]
+    predicted = np.sum(p2 * np.abs(patches.astype(np.complex128)) ** 2, axis=(1, 2))
+    measured = np.sum(np.asarray(diffraction, np.float64) ** 2, axis=(1, 2))
+    return predicted / np.maximum(measured, 1e-12)
 
 
 def check_chunk_matches(model, chunk: dict, path="<chunk>") -> None:
@@ -88,10 +138,10 @@ def check_chunk_matches(model, chunk: dict, path="<chunk>") -> None:
         )
 
 
-def predict_chunk(model, chunk: dict, batch_size: int = 64) -> np.ndarray:
+def predict_chunk(model, chunk: dict, batch_size: int = 64, export: str = "constrained") -> np.ndarray:
     """Predicted object patches (B, N, N, C) complex64 of a chunk's groups."""
     check_chunk_matches(model, chunk)
-    return Predictor(model, batch_size)(chunk["diffraction"])
+    return Predictor(model, batch_size, export)(chunk["diffraction"], chunk.get("coords_relative"))
 
 
 def _chunk_number(chunk: dict, path) -> int:
@@ -101,18 +151,22 @@ def _chunk_number(chunk: dict, path) -> int:
     return int(m.group(1)) if m else -1
 
 
-def infer_chunk_file(model_path, chunk_path, out_path, batch_size: int = 64) -> dict:
+def infer_chunk_file(model_path, chunk_path, out_path, batch_size: int = 64, export: str = "constrained") -> dict:
     """Load a model and one chunk, predict, write the inference NPZ (docs/contracts.md) atomically."""
     import keras
 
     model = keras.models.load_model(model_path)
-    chunk = load_chunk(chunk_path, required=INFERENCE_KEYS, optional=("chunk", "gridsize"))
+    chunk = load_chunk(chunk_path, required=INFERENCE_KEYS, optional=("chunk", "gridsize", "probeGuess"))
     check_chunk_matches(model, chunk, chunk_path)
-    predictor = Predictor(model, batch_size)
-    predictor(chunk["diffraction"][:1])  # trace outside the timed prediction
+    predictor = Predictor(model, batch_size, export)
+    diff, rel = chunk["diffraction"], chunk["coords_relative"]
+    predictor(diff[:1], rel[:1])  # trace outside the timed prediction
     t0 = time.perf_counter()
-    patches = predictor(chunk["diffraction"])
+    patches = predictor(diff, rel)
     wall = time.perf_counter() - t0
+    extra = {}
+    if "probeGuess" in chunk:
+        extra["counts_ratio"] = counts_ratio(patches, chunk["probeGuess"], diff)
     positions = chunk["coords_center"].astype(np.float64)[:, None, :] + chunk["coords_relative"].astype(np.float64)
     save_npz(
         out_path,
@@ -123,8 +177,15 @@ def infer_chunk_file(model_path, chunk_path, out_path, batch_size: int = 64) -> 
         wall_time_s=np.float64(wall),
         N=np.int64(chunk["diffraction"].shape[1]),
         chunk=np.int64(_chunk_number(chunk, chunk_path)),
+        **extra,
     )
     n_patterns = patches.shape[0] * patches.shape[3]
-    log.info("%s: %d groups (%d patterns) in %.3f s (%.0f patterns/s) -> %s", chunk_path, patches.shape[0],
-             n_patterns, wall, n_patterns / max(wall, 1e-9), out_path)
-    return {"n_groups": int(patches.shape[0]), "wall_time_s": wall}
+    log.info("%s: %d groups (%d patterns) in %.3f s (%.0f patterns/s), export %s -> %s", chunk_path,
+             patches.shape[0], n_patterns, wall, n_patterns / max(wall, 1e-9),
+             "constrained" if predictor.constrained else "raw", out_path)
+    summary = {"n_groups": int(patches.shape[0]), "wall_time_s": wall}
+    if extra:
+        q = np.percentile(extra["counts_ratio"], [5, 50, 95])
+        log.info("predicted / measured total counts per pattern: median %.3f (5–95 %%: %.3f–%.3f)", *q)
+        summary["counts_ratio_median"] = float(q[1])
+    return summary
