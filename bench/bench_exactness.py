@@ -52,15 +52,17 @@ def main() -> None:
             for model_name in plan.nn_models:
                 model = keras.models.load_model(res / f"phase_e/dose_{dose}/{view}/{model_name}/model.keras")
                 predictor = Predictor(model, 64)
+                rounds = stitch.get("phase_rounds", 5) if model_name in stitch.get("reconcile", ["pinn"]) else 0
                 for split in ("train", "test"):
                     chunks = sorted((res / f"phase_d/dose_{dose}/{view}/{split}/chunks").glob("chunk_*.npz"))
                     data = [load_chunk(p) for p in chunks]
                     diff = np.concatenate([d["diffraction"] for d in data])
+                    rel = np.concatenate([d["coords_relative"] for d in data])
                     pos = np.concatenate([d["coords_center"][:, None, :] + d["coords_relative"] for d in data])
                     c = load_npz(res / f"phase_c/dose_{dose}/{split}.npz", required=("objectGuess", "probeGuess"))
-                    window = make_window(diff.shape[1], stitch.get("window", "central"),
+                    window = make_window(diff.shape[1], stitch.get("window", "probe"),
                                          stitch.get("central_fraction", 0.5), probe=c["probeGuess"])
-                    obj, _ = merge_arrays(predictor(diff), pos, c["objectGuess"].shape, window)
+                    obj, _ = merge_arrays(predictor(diff, rel), pos, c["objectGuess"].shape, window, phase_rounds=rounds)
                     merged = load_npz(res / f"inference/dose_{dose}/{view}/{split}/{model_name}/merged.npz")["object"]
                     diff_max = float(np.max(np.abs(merged - obj)))
                     rows.append((dose, view, split, model_name, len(chunks), len(diff), diff_max))

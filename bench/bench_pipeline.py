@@ -85,10 +85,11 @@ pred = Predictor(model, 64)
 t = time.perf_counter()
 n = 0
 for i, p in enumerate(paths):
-    d = load_chunk(p)["diffraction"]
+    c = load_chunk(p)
+    d, rel = c["diffraction"], c["coords_relative"]
     if i == 0:
-        pred(d[:1])  # trace, as each job does
-    n += pred(d).shape[0]
+        pred(d[:1], rel[:1])  # trace, as each job does
+    n += pred(d, rel).shape[0]
 _out.update(pass_s=time.perf_counter() - t, n_groups=n)
 """
 
@@ -96,7 +97,8 @@ MERGE = """
 import sys, glob
 from ptychostudy.stitch import write_merged
 paths = sorted(glob.glob(sys.argv[1] + "/chunk_*.npz"))
-info = write_merged(paths, sys.argv[2], sys.argv[3], {"window": "central", "central_fraction": 0.5})
+# the default merge of a PINN split: probe window, 5 rounds of phase reconciliation
+info = write_merged(paths, sys.argv[2], sys.argv[3], {"window": "probe"}, phase_rounds=5)
 _out.update(n_chunks=info["n_chunks"], object_shape=list(info["object_shape"]))
 """
 

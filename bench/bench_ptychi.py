@@ -106,10 +106,11 @@ x = np.moveaxis(d['amp'][: groups * 4].reshape(groups, 4, n, n), 1, 3)
 x = np.concatenate([x] * 4)  # ~1k patterns: a steadier clock
 model = build_pinn(NetConfig(N=n, C=4, filters=int(sys.argv[2])), d['probe'])
 pred = Predictor(model, batch_size=64)
-pred(x[:64])  # trace once
+rel = np.zeros((len(x), 4, 2), np.float32)  # the constrained export's cost does not depend on the offsets
+pred(x[:64], rel[:64])  # trace once
 c, t0 = time.process_time(), time.perf_counter()
 for _ in range(3):
-    pred(x)
+    pred(x, rel)
 wall = time.perf_counter() - t0
 _out.update(patterns_per_s=3 * x.shape[0] * 4 / wall, wall_s=wall, cpu_s=time.process_time() - c,
             patterns=int(x.shape[0] * 4), filters=int(sys.argv[2]))

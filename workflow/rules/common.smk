@@ -80,7 +80,7 @@ def get_arm_paths(wildcards):
 
 
 # training keys a model section may set for itself (e.g. pinn.epochs overrides training.epochs)
-MODEL_TRAINING_KEYS = ("epochs", "batch_size", "learning_rate")
+MODEL_TRAINING_KEYS = ("epochs", "batch_size", "learning_rate", "loss_weight")
 
 
 def get_training_params(wildcards):

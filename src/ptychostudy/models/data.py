@@ -57,7 +57,7 @@ def scan_chunks(paths: list, kind: str) -> ChunkSummary:
     check_kind(kind)
     if not paths:
         raise ValueError("no training chunk files given")
-    first = load_chunk(paths[0], TRAIN_KEYS[kind], optional=("gridsize",))
+    first = load_chunk(paths[0], TRAIN_KEYS[kind], optional=("gridsize", "probeGuess"))
     diff = first["diffraction"].astype(np.float64)
     n, c = diff.shape[1], diff.shape[3]
     mean_total = float(np.mean(np.sum(diff**2, axis=(1, 2))))
@@ -220,6 +220,8 @@ def make_synthetic_chunks(
     jitter: float = 0.2,
     seed: int = 0,
     side: int | None = None,
+    object_seed: int | None = None,
+    shift: float = 0.0,
 ) -> list[dict]:
     """Simulated chunks in the Phase D contract (diffraction, coords, true patches, probe).
 
@@ -227,6 +229,9 @@ def make_synthetic_chunks(
     neighbouring raster nodes (its members' offsets are about ±step/2, sub-pixel when jittered);
     groups are drawn from the blocks in a seeded order. The probe is the study's synthetic
     fly-scan probe at N, scaled to ``dose`` photons per pattern; counts are Poisson.
+    ``object_seed`` (default ``seed + 1``) fixes the object, so that a second call with another
+    ``seed`` and a ``shift`` (pixels, added to every position) scans the same object at new,
+    held-out positions with new noise.
     """
     from ..patches import SHIFT_PAD, extract_patches
     from ..simulate import make_object, make_probe, simulate_amplitudes
@@ -235,12 +240,13 @@ def make_synthetic_chunks(
     if side is None:
         side = max(int(math.ceil(math.sqrt(n_groups))) + gridsize - 1, gridsize)
     margin = n / 2 + SHIFT_PAD + 2 + jitter * step
-    size = int(math.ceil(2 * margin + (side - 1) * step)) + 2
+    size = int(math.ceil(2 * margin + (side - 1) * step + step)) + 2  # room for a shift of up to one step
     size += size % 2
     axis = margin + step * np.arange(side)
     yy, xx = np.meshgrid(axis, axis, indexing="ij")
     pos = np.stack([xx.ravel(), yy.ravel()], axis=1) + rng.uniform(-jitter * step, jitter * step, (side * side, 2))
-    obj = make_object(size, seed + 1)
+    pos += float(np.clip(shift, 0.0, step))
+    obj = make_object(size, seed + 1 if object_seed is None else object_seed)
     probe = make_probe(n, 0.25, 6.0)
     diff, probe = simulate_amplitudes(obj, probe, pos, dose, rng)
     truth = extract_patches(obj, pos, n)

@@ -185,7 +185,7 @@ def infer_chunk_file(model_path, chunk_path, out_path, batch_size: int = 64, exp
              "constrained" if predictor.constrained else "raw", out_path)
     summary = {"n_groups": int(patches.shape[0]), "wall_time_s": wall}
     if extra:
-        q = np.percentile(extra["counts_ratio"], [5, 50, 95])
-        log.info("predicted / measured total counts per pattern: median %.3f (5–95 %%: %.3f–%.3f)", *q)
-        summary["counts_ratio_median"] = float(q[1])
+        p5, median, p95 = np.percentile(extra["counts_ratio"], [5, 50, 95])
+        log.info("predicted / measured total counts per pattern: median %.3f (5–95 %%: %.3f–%.3f)", median, p5, p95)
+        summary["counts_ratio_median"] = float(median)
     return summary
