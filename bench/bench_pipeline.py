@@ -3,6 +3,8 @@
     .venv/bin/python bench/bench_pipeline.py        # writes bench/pipeline.md (about 12 min)
     .venv/bin/python bench/bench_pipeline.py --overhead-only 2 --chunk-sizes 1024,4096
                                                     # 8192 groups; writes bench/pipeline_x2.md
+    .venv/bin/python bench/bench_pipeline.py --memory-only
+                                                    # table 1 only; writes bench/pipeline_memory.md
 
 Everything runs the library functions the workflow's jobs run, each job in a fresh Python
 process (as Snakemake starts it), with its peak RSS read from ``/proc/self/status`` (VmHWM).
@@ -12,7 +14,8 @@ width (``pinn.filters`` of config/config.yaml): inference time does not depend o
 
 1. Memory against split size: splits of 1x, 4x and 16x the groups (K-choose-C oversampling of
    one raster) at a fixed chunk size; peak RSS of one ``infer_chunk`` job and of
-   ``merge_chunks`` (canvas + one chunk) for each.
+   ``merge_chunks`` (canvas + one chunk) for each. The merge is the default PINN merge: probe
+   window and 5 rounds of per-group phase reconciliation (each a further pass over the files).
 2. Overhead: a split's chunk jobs, one after another with one thread each (the rule's
    ``threads``), against one in-process pass over the same groups with one thread, at several
    chunk sizes; per-job fixed cost = job wall time − its prediction time.
@@ -229,6 +232,10 @@ def write_report(params: int, mem: list[dict], run: list[dict], page: str = "pip
             f"raster (object {mem[0]['object'][0]}×{mem[0]['object'][1]} pixels): the merge canvas is the same, "
             "so any growth would come from the number of chunks or groups.",
         ]
+    if not run:
+        (WORK.parent / page).write_text("\n".join(lines) + "\n")
+        print("\n".join(lines))
+        return
     lines += [
         "",
         f"## Chunk jobs against one in-process pass ({run[0]['groups']} groups, {run[0]['patterns']} patterns)",
@@ -263,6 +270,7 @@ def main() -> None:
                     help="only the overhead and end-to-end tables, on FACTOR x the groups of the "
                          f"{RUN_SIDE**2}-position split (oversampled), written to pipeline_x<FACTOR>.md")
     ap.add_argument("--chunk-sizes", default=",".join(map(str, CHUNK_SIZES)), help="comma-separated chunk sizes")
+    ap.add_argument("--memory-only", action="store_true", help="only the memory table, to pipeline_memory.md")
     args = ap.parse_args()
     chunk_sizes = tuple(int(c) for c in args.chunk_sizes.split(","))
     d = WORK / "pipeline_run"
@@ -276,6 +284,9 @@ def main() -> None:
         write_report(params, [], run, f"pipeline_x{args.overhead_only}.md")
         return
     mem = memory_rows(model)
+    if args.memory_only:
+        write_report(params, mem, [], "pipeline_memory.md")
+        return
     run = overhead_rows(model, 1, chunk_sizes)
     write_report(params, mem, run)
 

@@ -66,10 +66,10 @@ def split_data(res: Path, dose, view: str, split: str):
     return diff, rel, pos, c["objectGuess"], c["probeGuess"], region
 
 
-def measure(res: Path, plan, rounds: int) -> pd.DataFrame:
+def measure(res: Path, plan, rounds: int, views=None) -> pd.DataFrame:
     rows = []
     for dose in plan.doses:
-        for view in plan.view_names:
+        for view in views or plan.view_names:
             for split in ("train", "test"):
                 diff, rel, pos, truth, probe, region = split_data(res, dose, view, split)
                 cell = {"dose": dose, "view": view, "split": split}
@@ -117,7 +117,8 @@ def page(df: pd.DataFrame, args, rounds: int) -> str:
         "# Export and stitching of the networks (a finished default run)",
         "",
         f"Machine: {machine()}",
-        f"Command: `.venv/bin/python bench/bench_stitch.py --rounds {rounds}` on the `make run` results of "
+        f"Command: `.venv/bin/python bench/bench_stitch.py --rounds {rounds}"
+        f"{' --views ' + ' '.join(args.views) if args.views else ''}` on the `make run` results of "
         f"{args.configfile}.",
         "",
         "Every variant is scored as Phase G scores every arm (crop, sub-pixel registration, global phase",
@@ -158,9 +159,10 @@ def main() -> None:
     ap.add_argument("--results", default="results", help="results folder of a finished run")
     ap.add_argument("--configfile", default="config/config.yaml", help="the run's config")
     ap.add_argument("--rounds", type=int, default=5, help="phase reconciliation rounds of the reconciled variants")
+    ap.add_argument("--views", nargs="*", help="views to measure (default: all of the config)")
     args = ap.parse_args()
     plan = build_plan(yaml.safe_load(Path(args.configfile).read_text()))
-    df = measure(Path(args.results), plan, args.rounds)
+    df = measure(Path(args.results), plan, args.rounds, args.views)
     df.to_csv(ROOT / "bench" / "stitch.csv", index=False)
     text = page(df, args, args.rounds)
     (ROOT / "bench" / "stitch.md").write_text(text)

@@ -3,7 +3,8 @@
     .venv/bin/python bench/run_all.py            # or: make bench
 
 Each benchmark writes its own page (shards.md, models.md, ptychi.md, pipeline.md,
-pipeline_x2.md, exactness.md, plan.md, plan_scaling.md); this script
+pipeline_memory.md, pipeline_x2.md, exactness.md, stitch.md, plan.md, plan_scaling.md); the
+learning curves (bench_learning.py, learning.md) are experiments run by hand. This script
 runs them one after the other (never in parallel: they time themselves) and concatenates the
 pages, with the machine and date, into results.md.
 """
@@ -23,10 +24,12 @@ STEPS = [
     ("models.md", [sys.executable, str(HERE / "bench_models.py")]),
     ("ptychi.md", [sys.executable, str(HERE / "bench_ptychi.py"), "--quick"]),
     ("pipeline.md", [sys.executable, str(HERE / "bench_pipeline.py")]),
+    ("pipeline_memory.md", [sys.executable, str(HERE / "bench_pipeline.py"), "--memory-only"]),
     ("pipeline_x2.md", [sys.executable, str(HERE / "bench_pipeline.py"), "--overhead-only", "2",
                         "--chunk-sizes", "1024,4096"]),
     # needs a finished `make run` (results/); skipped without one
     ("exactness.md", [sys.executable, str(HERE / "bench_exactness.py")]),
+    ("stitch.md", [sys.executable, str(HERE / "bench_stitch.py")]),
     ("plan.md", [sys.executable, str(ROOT / "tools" / "plan.py"), "--configfile", "config/study_fly64.yaml",
                  "--out", str(HERE / "_work" / "plan")]),
     ("plan_scaling.md", [sys.executable, str(HERE / "bench_plan.py")]),
@@ -44,7 +47,7 @@ def collect() -> str:
 
 def main() -> None:
     for page, cmd in STEPS:
-        if page == "exactness.md" and not (ROOT / "results" / "summary" / "metrics.csv").exists():
+        if page in ("exactness.md", "stitch.md") and not (ROOT / "results" / "summary" / "metrics.csv").exists():
             print("no finished `make run` in results/: bench_exactness skipped")
             continue
         subprocess.run(cmd, cwd=ROOT, check=True)

@@ -73,3 +73,27 @@ def test_snakemake_stops_at_parse_time_naming_the_key(tmp_path, tiny_cfg):
     assert res.returncode != 0
     assert "neighbor_count" in res.stdout + res.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_schema_and_training_agree_on_patience(tiny_cfg):
+    """0 means "no early stopping" in the training code; the schema accepts it, and no less."""
+    from ptychostudy.models.train import TrainingConfig
+
+    tiny_cfg["training"]["patience"] = 0
+    check(tiny_cfg)
+    cfg = TrainingConfig.from_dict(dict(tiny_cfg["training"], seed=0))
+    assert cfg.patience == 0
+    tiny_cfg["training"]["patience"] = -1
+    with pytest.raises(Exception, match="patience"):
+        check(tiny_cfg)
+    with pytest.raises(ConfigError, match="training.patience"):
+        TrainingConfig.from_dict(dict(tiny_cfg["training"], seed=0))
+
+
+def test_stitch_defaults_reconcile_the_pinn_only(tiny_cfg):
+    tiny_cfg.pop("stitch", None)
+    check(tiny_cfg)
+    assert tiny_cfg["stitch"] == {"window": "probe", "central_fraction": 0.5, "reconcile": ["pinn"], "phase_rounds": 5}
+    tiny_cfg["stitch"]["reconcile"] = ["ptychi"]
+    with pytest.raises(Exception, match="ptychi"):
+        check(tiny_cfg)

@@ -77,6 +77,61 @@ def extract_patches(obj: np.ndarray, positions: np.ndarray, n: int, batch: int =
     return out
 
 
+def shifted_contributions(
+    patches: np.ndarray,
+    positions: np.ndarray,
+    window: np.ndarray,
+    shape: tuple[int, int],
+    with_weight: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Each patch's windowed values shifted onto the canvas grid, and where they land.
+
+    Returns ``(flat, values, weights)``: flat canvas indices ``(B, m·m)`` int64, the shifted
+    ``window · patch`` ``(B, m·m)`` complex128 and, if ``with_weight``, the shifted window
+    ``(B, m·m)`` float64 (None otherwise: its Fourier shift is half the work). ``m`` is N plus
+    the shift padding; raises ValueError when a patch would leave the ``shape`` canvas.
+    """
+    n = patches.shape[-1]
+    positions = np.asarray(positions, dtype=np.float64).reshape(-1, 2)
+    base, frac = _split_positions(positions, n)
+    p = SHIFT_PAD
+    h, w = shape
+    exact = np.all(frac == 0, axis=1)
+    # integer positions are placed as they are; only fractional ones need the padded shift
+    m = n + 2 * p if exact.all() else padded_size(n)
+    if len(positions) and (
+        base.min() - p < 0 or base[:, 0].max() - p + m > w or base[:, 1].max() - p + m > h
+    ):
+        raise ValueError(f"patches reach outside the {h}x{w} canvas")
+    # patch and window shifted together: channel 0 the weighted patch, channel 1 the window
+    k = 2 if with_weight else 1
+    padded = np.zeros((len(patches), k, m, m), dtype=np.complex128)
+    padded[:, 0, p : p + n, p : p + n] = patches * window
+    if with_weight:
+        padded[:, 1, p : p + n, p : p + n] = window
+    if not exact.all():
+        sub = padded[~exact]
+        f = frac[~exact]
+        padded[~exact] = fourier_shift(sub.reshape(-1, m, m), np.repeat(f, k, axis=0)).reshape(sub.shape)
+    rr = np.arange(m)
+    rows = (base[:, 1] - p)[:, None, None] + rr[None, :, None]
+    cols = (base[:, 0] - p)[:, None, None] + rr[None, None, :]
+    flat = (rows * w + cols).reshape(len(patches), m * m)
+    values = padded[:, 0].reshape(len(patches), m * m)
+    weights = padded[:, 1].real.reshape(len(patches), m * m) if with_weight else None
+    return flat, values, weights
+
+
+def scatter_add(canvas: np.ndarray, flat: np.ndarray, values: np.ndarray) -> None:
+    """``canvas.flat[flat] += values`` for repeated indices (through bincount: far faster than np.add.at)."""
+    size = canvas.size
+    if np.iscomplexobj(canvas):
+        canvas += (np.bincount(flat.ravel(), values.real.ravel(), size)
+                   + 1j * np.bincount(flat.ravel(), values.imag.ravel(), size)).reshape(canvas.shape)
+    else:
+        canvas += np.bincount(flat.ravel(), values.ravel(), size).reshape(canvas.shape)
+
+
 def place_patches(
     canvas: np.ndarray,
     weight_canvas: np.ndarray,
@@ -91,35 +146,6 @@ def place_patches(
     weight is positive. Accumulation in float64 makes the result independent of how the
     patches are split into calls to within rounding (far below 1e-5).
     """
-    n = patches.shape[-1]
-    positions = np.asarray(positions, dtype=np.float64).reshape(-1, 2)
-    base, frac = _split_positions(positions, n)
-    p = SHIFT_PAD
-    h, w = canvas.shape
-    exact = np.all(frac == 0, axis=1)
-    # integer positions are placed as they are; only fractional ones need the padded shift
-    m = n + 2 * p if exact.all() else padded_size(n)
-    if len(positions) and (
-        base.min() - p < 0 or base[:, 0].max() - p + m > w or base[:, 1].max() - p + m > h
-    ):
-        raise ValueError(f"patches reach outside the {h}x{w} canvas")
-    # patch and window shifted together: channel 0 the weighted patch, channel 1 the window
-    padded = np.zeros((len(patches), 2, m, m), dtype=np.complex128)
-    padded[:, 0, p : p + n, p : p + n] = patches * window
-    padded[:, 1, p : p + n, p : p + n] = window
-    if not exact.all():
-        sub = padded[~exact]
-        f = frac[~exact]
-        padded[~exact] = fourier_shift(sub.reshape(-1, m, m), np.repeat(f, 2, axis=0)).reshape(sub.shape)
-    shifted = padded[:, 0]
-    wshift = padded[:, 1].real
-    rr = np.arange(m)
-    rows = (base[:, 1] - p)[:, None, None] + rr[None, :, None]
-    cols = (base[:, 0] - p)[:, None, None] + rr[None, None, :]
-    # scatter-add through bincount on flat indices (far faster than np.add.at)
-    flat = (rows * w + cols).ravel()
-    size = h * w
-    canvas += (
-        np.bincount(flat, shifted.real.ravel(), size) + 1j * np.bincount(flat, shifted.imag.ravel(), size)
-    ).reshape(h, w)
-    weight_canvas += np.bincount(flat, wshift.ravel(), size).reshape(h, w)
+    flat, values, weights = shifted_contributions(patches, positions, window, canvas.shape)
+    scatter_add(canvas, flat, values)
+    scatter_add(weight_canvas, flat, weights)

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from .io import DataError, check_array, load_npz, save_npz
-from .patches import SHIFT_PAD, padded_size, extract_patches, place_patches
+from .patches import place_patches, scatter_add, shifted_contributions
 
 log = logging.getLogger(__name__)
 
@@ -107,31 +107,28 @@ def _accumulate(canvas, weight, patches, positions, window, batch: int = PLACE_B
         place_patches(canvas, weight, patches[s : s + batch], positions[s : s + batch], window)
 
 
-def _reference(obj: np.ndarray, n: int) -> tuple[np.ndarray, int]:
-    """The previous stitch, zero-padded so that every placeable patch can be extracted from it."""
-    pad = padded_size(n) - n + SHIFT_PAD
-    return np.pad(obj, pad), pad
+def _accumulate_rotated(canvas, patches, positions, window, reference: np.ndarray, c: int,
+                        batch: int = PLACE_BATCH) -> np.ndarray:
+    """Add each group's patches (flattened, group-major), rotated by the group's phase against
+    ``reference`` (the previous stitch), to ``canvas``; returns the phases (G,) in radians.
 
-
-def group_phases(patches: np.ndarray, positions: np.ndarray, reference: tuple[np.ndarray, int],
-                 window: np.ndarray, c: int, batch: int = PLACE_BATCH) -> np.ndarray:
-    """Per group, the phase that best aligns its C patches (flattened, group-major) with the stitch.
-
-    ``φ_g = arg Σ_members Σ_pixels window · conj(patch) · O(patch position)``; ``reference`` is
-    (padded stitch, padding) from :func:`_reference`. Returns (G,) float64 radians.
+    ``φ_g = arg Σ_members Σ_pixels conj(S(window · patch)) · O`` with ``S`` the shift onto the
+    canvas grid: the inner product of the patch with the stitch, weighted by the window. The
+    weights do not change with a rotation, so the weight canvas of the first pass stands, and
+    only the patch channel is shifted (half the Fourier work of a plain pass).
     """
-    ref, pad = reference
-    n = patches.shape[-1]
-    s = np.empty(len(patches), dtype=np.complex128)
-    for i in range(0, len(patches), batch):
-        o = extract_patches(ref, positions[i : i + batch] + pad, n)
-        s[i : i + batch] = np.sum(window * np.conj(patches[i : i + batch]) * o, axis=(1, 2))
-    return np.angle(s.reshape(-1, c).sum(axis=1))
-
-
-def _rotate(patches: np.ndarray, phases: np.ndarray, c: int) -> np.ndarray:
-    """Flattened group-major patches (G·C, N, N) times exp(iφ_g) of their group."""
-    return patches * np.repeat(np.exp(1j * phases), c)[:, None, None]
+    if batch % c:
+        raise ValueError(f"batch {batch} must hold whole groups of {c}")
+    ref = reference.ravel()
+    phases = np.empty(len(patches) // c)
+    for s in range(0, len(patches), batch):
+        flat, values, _ = shifted_contributions(patches[s : s + batch], positions[s : s + batch], window,
+                                                canvas.shape, with_weight=False)
+        overlap = np.sum(np.conj(values) * ref[flat], axis=1).reshape(-1, c).sum(axis=1)
+        phi = np.angle(overlap)
+        phases[s // c : s // c + len(phi)] = phi
+        scatter_add(canvas, flat, values * np.repeat(np.exp(1j * phi), c)[:, None])
+    return phases
 
 
 def _wrapped_rms(a: np.ndarray, b: np.ndarray) -> float:
@@ -172,9 +169,8 @@ def merge_arrays(
     _accumulate(canvas, weight, flat_p, flat_x, window)
     obj, w = _finish(canvas, weight, min_weight)
     for _ in range(int(phase_rounds)):
-        phases = group_phases(flat_p, flat_x, _reference(obj, window.shape[0]), window, c)
-        canvas, weight = _new_canvases(object_shape)
-        _accumulate(canvas, weight, _rotate(flat_p, phases, c), flat_x, window)
+        canvas = np.zeros_like(canvas)
+        _accumulate_rotated(canvas, flat_p, flat_x, window, obj, c)
         obj, w = _finish(canvas, weight, min_weight)
     return obj, w
 
@@ -196,27 +192,30 @@ def load_inference_chunk(path, n: int | None = None) -> dict:
     return d
 
 
-def _stitch_pass(paths, object_shape, window, min_weight, reference=None):
-    """One pass over the chunk files: stitch, rotating each group by its phase against
-    ``reference`` when given. Returns (object, weight, Σ wall_time_s, group phases or None)."""
+def _stitch_pass(paths, object_shape, window, min_weight, reference=None, weight=None):
+    """One pass over the chunk files. Without ``reference``: the plain stitch, weights included.
+    With it (the previous object) and the first pass's ``weight`` canvas: each group rotated by
+    its phase against the reference. Returns (object, weight, weight canvas, Σ wall_time_s,
+    group phases or None)."""
     n = window.shape[0]
-    canvas, weight = _new_canvases(object_shape)
+    canvas, fresh = _new_canvases(object_shape)
+    weight = fresh if weight is None else weight
     wall, phases = 0.0, []
     for path in paths:
         d = load_inference_chunk(path, n)
         c = d["patches"].shape[3]
         flat_p, flat_x = _flatten(d["patches"], d["positions"], str(path))
         try:
-            if reference is not None:
-                phases.append(group_phases(flat_p, flat_x, reference, window, c))
-                flat_p = _rotate(flat_p, phases[-1], c)
-            _accumulate(canvas, weight, flat_p, flat_x, window)
+            if reference is None:
+                _accumulate(canvas, weight, flat_p, flat_x, window)
+            else:
+                phases.append(_accumulate_rotated(canvas, flat_p, flat_x, window, reference, c))
         except ValueError as exc:
             raise DataError(f"{path}: key 'positions': {exc}") from exc
         wall += float(d["wall_time_s"])
         del d, flat_p, flat_x
     obj, w = _finish(canvas, weight, min_weight)
-    return obj, w, wall, (np.concatenate(phases) if reference is not None else None)
+    return obj, w, weight, wall, (np.concatenate(phases) if reference is not None else None)
 
 
 def merge_chunk_files(
@@ -235,11 +234,10 @@ def merge_chunk_files(
     paths = list(paths)
     if not paths:
         raise ValueError("merge_chunk_files: no chunk files given")
-    obj, w, wall, _ = _stitch_pass(paths, object_shape, window, min_weight)
+    obj, w, weight, wall, _ = _stitch_pass(paths, object_shape, window, min_weight)
     previous = None
     for r in range(int(phase_rounds)):
-        obj, w, _, phases = _stitch_pass(paths, object_shape, window, min_weight,
-                                         reference=_reference(obj, window.shape[0]))
+        obj, w, _, _, phases = _stitch_pass(paths, object_shape, window, min_weight, reference=obj, weight=weight)
         if previous is not None:
             log.info("phase round %d: RMS change of the group phases %.2e rad", r + 1, _wrapped_rms(phases, previous))
         previous = phases
