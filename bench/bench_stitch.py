@@ -66,9 +66,11 @@ def split_data(res: Path, dose, view: str, split: str):
     return diff, rel, pos, c["objectGuess"], c["probeGuess"], region
 
 
-def measure(res: Path, plan, rounds: int, views=None) -> pd.DataFrame:
+def measure(res: Path, plan, rounds: int, views=None, doses=None, model_paths=None) -> pd.DataFrame:
+    """``model_paths``: {name: path} to score other trained models than the run's (e.g. a
+    learning-curve run's) on the run's data; only those networks are then scored."""
     rows = []
-    for dose in plan.doses:
+    for dose in doses or plan.doses:
         for view in views or plan.view_names:
             for split in ("train", "test"):
                 diff, rel, pos, truth, probe, region = split_data(res, dose, view, split)
@@ -76,8 +78,9 @@ def measure(res: Path, plan, rounds: int, views=None) -> pd.DataFrame:
                 ph, am = ssim_pair(trivial_object(truth.shape), truth, region)
                 rows.append({**cell, "model": "flat", "export": "", "window": "", "rounds": 0,
                              "phase_ssim": ph, "amplitude_ssim": am, "counts_ratio": np.nan})
-                for name in plan.nn_models:
-                    model = keras.models.load_model(res / f"phase_e/dose_{dose}/{view}/{name}/model.keras")
+                for name in model_paths or plan.nn_models:
+                    path = (model_paths or {}).get(name, res / f"phase_e/dose_{dose}/{view}/{name}/model.keras")
+                    model = keras.models.load_model(path)
                     for export in (("raw", "constrained") if name == "pinn" else ("raw",)):
                         patches = Predictor(model, 64, export)(diff, rel)
                         ratio = float(np.median(counts_ratio(patches, probe, diff)))
@@ -117,9 +120,8 @@ def page(df: pd.DataFrame, args, rounds: int) -> str:
         "# Export and stitching of the networks (a finished default run)",
         "",
         f"Machine: {machine()}",
-        f"Command: `.venv/bin/python bench/bench_stitch.py --rounds {rounds}"
-        f"{' --views ' + ' '.join(args.views) if args.views else ''}` on the `make run` results of "
-        f"{args.configfile}.",
+        "Command: `.venv/bin/python bench/bench_stitch.py " + " ".join(sys.argv[1:]) + "` on the `make run` "
+        f"results of {args.configfile}.",
         "",
         "Every variant is scored as Phase G scores every arm (crop, sub-pixel registration, global phase",
         "and amplitude scale). `raw`: the PINN decoder's patches; `constrained`: after the overlap",
@@ -160,12 +162,16 @@ def main() -> None:
     ap.add_argument("--configfile", default="config/config.yaml", help="the run's config")
     ap.add_argument("--rounds", type=int, default=5, help="phase reconciliation rounds of the reconciled variants")
     ap.add_argument("--views", nargs="*", help="views to measure (default: all of the config)")
+    ap.add_argument("--doses", nargs="*", type=int, help="doses to measure (default: all of the config)")
+    ap.add_argument("--pinn-model", help="score this trained PINN instead of the run's (with --doses, --views)")
+    ap.add_argument("--page", default="stitch", help="name of the page and CSV under bench/")
     args = ap.parse_args()
     plan = build_plan(yaml.safe_load(Path(args.configfile).read_text()))
-    df = measure(Path(args.results), plan, args.rounds, args.views)
-    df.to_csv(ROOT / "bench" / "stitch.csv", index=False)
+    models = {"pinn": args.pinn_model} if args.pinn_model else None
+    df = measure(Path(args.results), plan, args.rounds, args.views, args.doses, models)
+    df.to_csv(ROOT / "bench" / f"{args.page}.csv", index=False)
     text = page(df, args, args.rounds)
-    (ROOT / "bench" / "stitch.md").write_text(text)
+    (ROOT / "bench" / f"{args.page}.md").write_text(text)
     print(text)
 
 
