@@ -18,7 +18,7 @@ from ptychostudy.simulate import make_object
 from ptychostudy.summary import collect_metrics, markdown_table, summarize
 
 L = 112
-EXTRA = {"wall_time_s", "offset_dy", "offset_dx", "scale", "phase_offset"}
+EXTRA = {"wall_time_s", "offset_dy", "offset_dx", "scale", "phase_offset", "counts_ratio"}
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def arms_for(truth, seed=0):
     noise = 0.05 * (rng.standard_normal(truth.shape) + 1j * rng.standard_normal(truth.shape))
     shifted = fourier_shift(truth[None].astype(np.complex128), np.array([[0.4, -0.6]]))[0]
     return {
-        "pinn": ((truth + noise).astype(np.complex64), 1.5),
+        "pinn": ((truth + noise).astype(np.complex64), 1.5, 1.02),
         "ptychi": ((0.7 * np.exp(1j) * shifted).astype(np.complex64), 30.0),
     }
 
@@ -50,6 +50,7 @@ def test_compare_cell_is_tidy_and_complete(truth):
     assert v.loc[("ptychi", "offset_dy"), "phase"] == pytest.approx(0.6, abs=0.05)
     assert v.loc[("ptychi", "offset_dx"), "phase"] == pytest.approx(-0.4, abs=0.05)
     assert np.isnan(v.loc[("pinn", "scale"), "phase"]) and np.isnan(v.loc[("pinn", "phase_offset"), "amplitude"])
+    assert v.loc[("pinn", "counts_ratio"), "phase"] == 1.02 and np.isnan(v.loc[("ptychi", "counts_ratio"), "amplitude"])
     for arm in ("pinn", "ptychi"):  # every arm beats the trivial reference on phase SSIM
         assert v.loc[(arm, "ssim"), "phase"] > v.loc[(TRIVIAL, "ssim"), "phase"]
     assert aligned["truth"].shape == (50, 65) and aligned["pinn"].shape == (50, 65)
@@ -69,7 +70,7 @@ def write_cell(tmp_path, truth, dose, view, split):
     groups = base / "groups.npz"
     save_npz(groups, view_index=np.arange(0, n, 2, dtype=np.int64))
     arm_paths = {}
-    for name, (obj, wall) in arms_for(truth, dose).items():
+    for name, (obj, wall, *_) in arms_for(truth, dose).items():
         arm_paths[name] = base / f"{name}.npz"
         save_npz(arm_paths[name], object=obj, wall_time_s=wall)
     names = {"metrics": "comparison_metrics.csv", "aligned": "aligned.npz", "frc": "frc.csv", "figure": "comparison.png"}

@@ -14,7 +14,11 @@ so "beats trivial" is a fair floor for every arm.
 - ``offset_dy``, ``offset_dx``: the registration shift (pixels) applied to the reconstruction,
   the same value in both columns (the shift is of the complex image);
 - ``scale`` (amplitude column only) and ``phase_offset`` (radians, phase column only): the
-  global corrections applied before scoring; the other column is NaN.
+  global corrections applied before scoring; the other column is NaN;
+- ``counts_ratio``: the median over the split's patterns of the total counts the arm's exported
+  patches predict with the probe over the measured total (the networks' ``merged.npz``; NaN for
+  arms that do not record it), the same value in both columns. ≈ 1 when the export explains
+  the data.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ def compare_cell(
     split: str,
     **align_kw,
 ) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
-    """Score each arm ``name -> (object (L, L) complex, wall_time_s)`` and the trivial reference.
+    """Score each arm ``name -> (object (L, L) complex, wall_time_s[, counts_ratio])`` and the trivial reference.
 
     Returns the tidy metrics table, the aligned arrays (``truth`` crop, one entry per model,
     ``crop`` = (y0, y1, x0, x1) in object pixels) and the tidy FRC curves.
@@ -60,7 +64,8 @@ def compare_cell(
     rows, frc_rows = [], []
     aligned = {}
     cell = {"dose": dose, "view": view, "split": split}
-    for name, (obj, wall) in models.items():
+    for name, (obj, wall, *more) in models.items():
+        ratio = float(more[0]) if more else np.nan
         obj = np.asarray(obj)
         if obj.shape != truth.shape:
             raise ValueError(f"arm '{name}': object shape {obj.shape} differs from the ground truth {truth.shape}")
@@ -80,6 +85,7 @@ def compare_cell(
             ("offset_dx", a.offset[1], a.offset[1]),
             ("scale", a.scale, np.nan),
             ("phase_offset", np.nan, a.phase_offset),
+            ("counts_ratio", ratio, ratio),
         ]
         rows += [{**cell, "model": name, "metric": m, "amplitude": va, "phase": vp} for m, va, vp in extra]
         for comp, (freq, frc) in curves.items():
@@ -125,8 +131,9 @@ def comparison_figure(aligned: dict, table: pd.DataFrame | None = None, title: s
     return fig
 
 
-def load_arm(path, name: str, shape, region=None) -> tuple[np.ndarray, float]:
-    """An arm's stitched object and wall time from ``merged.npz`` or ``ptychi.npz``.
+def load_arm(path, name: str, shape, region=None) -> tuple[np.ndarray, float, float]:
+    """An arm's stitched object, wall time and counts ratio (NaN if absent) from ``merged.npz``
+    or ``ptychi.npz``.
 
     NaN/inf inside the scanned ``region`` is an error; outside it (never scored) it is set to 0.
     """
@@ -141,7 +148,7 @@ def load_arm(path, name: str, shape, region=None) -> tuple[np.ndarray, float]:
             raise DataError(f"{path}: key 'object' has NaN or infinite values in the scanned region (arm '{name}')")
         log.warning("%s: %d non-finite pixels outside the scanned region set to 0", path, int(bad.sum()))
         obj = np.where(bad, 0, obj).astype(obj.dtype)
-    return obj, float(d["wall_time_s"])
+    return obj, float(d["wall_time_s"]), float(d.get("counts_ratio", np.nan))
 
 
 def view_region(phase_c: dict, groups: dict, shape, groups_path="groups.npz") -> tuple[slice, slice]:

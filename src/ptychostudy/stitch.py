@@ -244,8 +244,21 @@ def merge_chunk_files(
     return obj, w, wall
 
 
+def median_counts_ratio(paths) -> float:
+    """Median over a split's patterns of predicted ÷ measured total counts (the inference files'
+    ``counts_ratio``; NaN when they do not carry it). Reads that key alone, one file at a time."""
+    parts = []
+    for path in paths:
+        with np.load(path, allow_pickle=False) as z:
+            if "counts_ratio" not in z.files:
+                return float("nan")
+            parts.append(np.asarray(z["counts_ratio"], np.float64).ravel())
+    return float(np.median(np.concatenate(parts))) if parts else float("nan")
+
+
 def write_merged(pred_paths, phase_c_path, out_path, window: dict | None = None, phase_rounds: int = 0) -> dict:
-    """Merge a split's inference chunks into ``merged.npz`` (object, weight, wall_time_s).
+    """Merge a split's inference chunks into ``merged.npz`` (object, weight, wall_time_s, and the
+    median predicted ÷ measured total counts ``counts_ratio``).
 
     The object's shape (and the probe, for ``kind="probe"``) come from the Phase C split file.
     ``window``: ``window`` (or ``kind``): "central" | "probe", and ``central_fraction`` (the
@@ -261,7 +274,8 @@ def write_merged(pred_paths, phase_c_path, out_path, window: dict | None = None,
     win = make_window(probe.shape[-1], kind, window.get("central_fraction", 0.5), probe=probe)
     pred_paths = list(pred_paths)
     obj, weight, wall = merge_chunk_files(pred_paths, shape, win, phase_rounds=phase_rounds)
-    save_npz(out_path, object=obj, weight=weight, wall_time_s=np.float64(wall))
+    ratio = median_counts_ratio(pred_paths)
+    save_npz(out_path, object=obj, weight=weight, wall_time_s=np.float64(wall), counts_ratio=np.float64(ratio))
     info = {
         "n_chunks": len(pred_paths),
         "object_shape": shape,
@@ -269,6 +283,7 @@ def write_merged(pred_paths, phase_c_path, out_path, window: dict | None = None,
         "wall_time_s": wall,
         "window": {"kind": kind, "central_fraction": window.get("central_fraction", 0.5)},
         "phase_rounds": int(phase_rounds),
+        "counts_ratio_median": ratio,
     }
     log.info("merged %s chunk(s) into %s: %s", info["n_chunks"], Path(out_path), info)
     return info

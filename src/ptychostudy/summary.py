@@ -42,6 +42,7 @@ MARKDOWN_COLUMNS = (
     ("phase FRC1/7 (px)", "frc17_px", "phase", "{:.1f}"),
     ("amp. SSIM", "ssim", "amplitude", "{:.3f}"),
     ("amp. FRC50 (px)", "frc50_px", "amplitude", "{:.1f}"),
+    ("counts pred./meas.", "counts_ratio", "amplitude", "{:.3f}"),
     ("wall time (s)", "wall_time_s", "amplitude", "{:.3g}"),
 )
 
