@@ -10,12 +10,17 @@ PYTHON3 ?= python3
 .PHONY: run test check plan bench report publish clean
 
 # torch/torchvision first, pinned (ptychi imports torchvision at module level and needs the
-# matching pair); then the project with TensorFlow, Snakemake and the rest from pyproject.toml.
+# matching pair); then the project with TensorFlow, Snakemake and the rest from pyproject.toml;
+# on a machine whose nvidia-smi lists a GPU, also TensorFlow's CUDA libraries (the and-cuda
+# extra: without them TensorFlow silently runs on the CPU).
+TF_VERSION := $(shell sed -n 's/.*"tensorflow==\([0-9.]*\)".*/\1/p' pyproject.toml)
 $(STAMP): pyproject.toml
 	$(PYTHON3) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install --quiet -e '.[dev]'
+	if nvidia-smi -L 2>/dev/null | grep -q '^GPU'; then \
+	  $(PY) -m pip install --quiet 'tensorflow[and-cuda]==$(TF_VERSION)'; fi
 	touch $(STAMP)
 
 # GPU jobs at once (resources: gpu=1 each): one per GPU; on a machine without a GPU they run

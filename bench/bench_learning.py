@@ -28,6 +28,8 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 OUT = ROOT / "bench" / "learning"
 
+import numpy as np  # noqa: E402
+
 
 def parse_value(text: str):
     try:
@@ -97,6 +99,23 @@ def run(args) -> None:
     print(f"wrote {OUT / (args.tag + '.csv')} ({res['wall_time_s']:.0f} s training + scoring)")
 
 
+def read_log(path: Path):
+    """A curve stopped before its end: the scored epochs ``run`` printed (saved as <tag>_interrupted.log)."""
+    import re
+
+    import pandas as pd
+
+    pat = re.compile(r"epoch (\d+) step (\d+) loss (\S+) gap (\S+) phase SSIM train (\S+) test (\S+)")
+    rows = [dict(zip(("epoch", "step", "loss", "gap_closed", "train_phase_ssim", "test_phase_ssim"),
+                     map(float, m.groups()))) for m in map(pat.search, path.read_text().splitlines()) if m]
+    df = pd.DataFrame(rows)
+    tag = path.stem
+    settings = {"pinn_d1e5_default_f8_interrupted": '{"filters": 8}',
+                "pinn_d1e5_default_lr3e-3_interrupted": '{"learning_rate": 0.003}'}.get(tag, "see the tag")
+    return df.assign(tag=tag, model="pinn", data="results", dose=100000, view="dense", groups=256,
+                     time_s=np.nan, settings=settings)
+
+
 def plot(args) -> None:
     import matplotlib
 
@@ -106,16 +125,28 @@ def plot(args) -> None:
 
     from common import machine
 
-    frames = [pd.read_csv(p) for p in sorted(OUT.glob("*.csv"))]
+    frames = [pd.read_csv(p) for p in sorted(OUT.glob("*.csv"))] + [read_log(p) for p in sorted(OUT.glob("*.log"))]
     if not frames:
         raise SystemExit(f"no curves in {OUT}: run `bench_learning.py run` first")
+    from bench_stitch import split_data, ssim_pair
+
+    from ptychostudy.compare import trivial_object
+
+    flat = {}  # (data, dose, view) -> {split: flat object's phase SSIM}, scored like the curves
+    for df in frames:
+        key = (str(df["data"].iloc[0]), int(df["dose"].iloc[0]), str(df["view"].iloc[0]))
+        if key not in flat:
+            flat[key] = {}
+            for split in ("train", "test"):
+                _, _, _, truth, _, region = split_data(Path(key[0]), key[1], key[2], split)
+                flat[key][split] = ssim_pair(trivial_object(truth.shape), truth, region)[0]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), constrained_layout=True)
     lines = ["# Learning curves", "", f"Machine: {machine()}", "",
              "Each curve: `bench/bench_learning.py run` (settings in bench/learning/<tag>.csv). Phase SSIM",
              "after the workflow's export, merge and Phase G alignment; `gap`: fraction of the way from",
              "the flat object's training loss to the ground truth's.", "",
-             "| tag | model | data | groups | steps | s/step | gap | train phase SSIM | test phase SSIM | settings |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
+             "| tag | model | data | groups | steps | s/step | gap | train phase SSIM | test phase SSIM | flat object train / test | settings |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for df in frames:
         tag = df["tag"].iloc[0]
         scored = df.dropna(subset=["test_phase_ssim"])
@@ -124,11 +155,17 @@ def plot(args) -> None:
         if "gap_closed" in df:
             axes[2].plot(df["step"], df["gap_closed"], "-", color=line.get_color(), label=tag)
         last = scored.iloc[-1]
-        s_per_step = df["time_s"].sum() / df["step"].iloc[-1]
+        f = flat[(str(last["data"]), int(last["dose"]), str(last["view"]))]
+        s_per_step = df["time_s"].sum() / df["step"].iloc[-1] if df["time_s"].notna().all() else float("nan")
         gap = f"{last['gap_closed']:.3f}" if "gap_closed" in last else "—"
         lines.append(f"| {tag} | {last['model']} | {last['data']} d{last['dose']} {last['view']} | {last['groups']} | "
                      f"{int(last['step'])} | {s_per_step:.3f} | {gap} | {last['train_phase_ssim']:.3f} | "
-                     f"{last['test_phase_ssim']:.3f} | `{last['settings']}` |")
+                     f"{last['test_phase_ssim']:.3f} | {f['train']:.3f} / {f['test']:.3f} | `{last['settings']}` |")
+    for (data, dose, view), f in flat.items():
+        for ax, split in zip(axes[:2], ("train", "test")):
+            ax.axhline(f[split], color="k", ls=":", lw=1)
+            ax.annotate(f"flat object ({Path(data).parent.name or data} d{dose} {view})", (0, f[split]), fontsize=6,
+                        va="bottom")
     for ax, title in zip(axes, ("train split: phase SSIM", "test split: phase SSIM", "training loss: gap closed")):
         ax.set_xlabel("optimisation steps")
         ax.set_title(title)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import subprocess
 import sys
 
 
@@ -50,15 +52,27 @@ def configure_tensorflow(threads: int):
 
     tf.config.threading.set_intra_op_parallelism_threads(max(int(threads), 1))
     tf.config.threading.set_inter_op_parallelism_threads(max(int(threads), 1))
-    for gpu in tf.config.list_physical_devices("GPU"):
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
         tf.config.experimental.set_memory_growth(gpu, True)
-    logging.getLogger("ptychostudy").info(
-        "TensorFlow %s, GPUs: %s, threads: %d",
-        tf.__version__,
-        [g.name for g in tf.config.list_physical_devices("GPU")] or "none (CPU)",
-        threads,
-    )
+    log = logging.getLogger("ptychostudy")
+    log.info("TensorFlow %s, GPUs: %s, threads: %d", tf.__version__, [g.name for g in gpus] or "none (CPU)", threads)
+    if not gpus and machine_gpus() and os.environ.get("CUDA_VISIBLE_DEVICES", None) != "":
+        log.warning("this machine has an NVIDIA GPU (nvidia-smi) but TensorFlow sees none: the job runs on the "
+                    "CPU. Install the CUDA build (`make` does when nvidia-smi lists a GPU): "
+                    "pip install 'tensorflow[and-cuda]==%s'", tf.__version__)
     return tf
+
+
+def machine_gpus() -> int:
+    """Number of NVIDIA GPUs ``nvidia-smi -L`` lists (0 without the tool or a GPU)."""
+    if shutil.which("nvidia-smi") is None:
+        return 0
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(line.startswith("GPU") for line in out.splitlines())
 
 
 def configure_torch(threads: int):
