@@ -27,8 +27,11 @@ $(STAMP): pyproject.toml
 # on the CPU, and only --cores (their threads) limits them
 GPUS    ?= $(shell n=$$(nvidia-smi -L 2>/dev/null | grep -c '^GPU'); [ "$${n:-0}" -gt 0 ] && echo $$n || nproc)
 
-## run the embedded default study (config/config.yaml) with the local profile (profiles/default)
+## run the embedded default study (config/config.yaml) with the local profile (profiles/default);
+## after a crash or kill, the same command resumes: a lock whose run is dead is cleared first
+## (never under a running Snakemake: tools/clear_stale_lock.py)
 run: $(STAMP)
+	$(PY) tools/clear_stale_lock.py -- $(SMK) --configfile $(CONFIG)
 	$(SMK) --configfile $(CONFIG) --resources gpu=$(GPUS)
 
 ## static checks of the workflow, then the test suite. TensorFlow and torch (ptychi) crash when

@@ -70,7 +70,11 @@ def interrupted_run(tmp_path_factory):
     partial = [p for p in (work / "results").rglob("*.npz") if p.is_file()]
     for path in partial:
         io.load_npz(path)
-    run_snakemake(work, "--unlock")
+    # the README's way back after a crash: the stale lock is cleared (no live run), then rerun
+    res = subprocess.run([sys.executable, str(ROOT / "tools" / "clear_stale_lock.py"), "--directory", str(work), "--",
+                          *cmd], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and "no longer alive" in res.stderr, res.stderr[-2000:]
+    assert not list((work / ".snakemake" / "locks").glob("*.lock"))
     resumed = run_snakemake(work)
     return dict(work=work, done=done, total=total, log=resumed.stdout + resumed.stderr)
 
