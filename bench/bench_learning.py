@@ -140,7 +140,7 @@ def plot(args) -> None:
             for split in ("train", "test"):
                 _, _, _, truth, _, region = split_data(Path(key[0]), key[1], key[2], split)
                 flat[key][split] = ssim_pair(trivial_object(truth.shape), truth, region)[0]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), constrained_layout=True)
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4.2), constrained_layout=True)
     lines = ["# Learning curves", "", f"Machine: {machine()}", "",
              "Each curve: `bench/bench_learning.py run` (settings in bench/learning/<tag>.csv). Phase SSIM",
              "after the workflow's export, merge and Phase G alignment; `gap`: fraction of the way from",
@@ -154,6 +154,9 @@ def plot(args) -> None:
         axes[1].plot(scored["step"], scored["test_phase_ssim"], "o-", ms=3, color=line.get_color(), label=tag)
         if "gap_closed" in df:
             axes[2].plot(df["step"], df["gap_closed"], "-", color=line.get_color(), label=tag)
+        if "n_samples" in df:  # compute: samples (groups or patterns) passed through the network
+            axes[3].plot(scored["epoch"] * df["n_samples"].iloc[0], scored["test_phase_ssim"], "o-", ms=3,
+                         color=line.get_color(), label=tag)
         last = scored.iloc[-1]
         f = flat[(str(last["data"]), int(last["dose"]), str(last["view"]))]
         s_per_step = df["time_s"].sum() / df["step"].iloc[-1] if df["time_s"].notna().all() else float("nan")
@@ -166,8 +169,10 @@ def plot(args) -> None:
             ax.axhline(f[split], color="k", ls=":", lw=1)
             ax.annotate(f"flat object ({Path(data).parent.name or data} d{dose} {view})", (0, f[split]), fontsize=6,
                         va="bottom")
-    for ax, title in zip(axes, ("train split: phase SSIM", "test split: phase SSIM", "training loss: gap closed")):
-        ax.set_xlabel("optimisation steps")
+    titles = ("train split: phase SSIM", "test split: phase SSIM", "training loss: gap closed",
+              "test split: phase SSIM against samples seen")
+    for ax, title in zip(axes, titles):
+        ax.set_xlabel("samples seen (epochs × training samples)" if ax is axes[3] else "optimisation steps")
         ax.set_title(title)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
