@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/run_all.py            # or: make bench
 
-Each benchmark writes its own page (shards.md, models.md, ptychi.md, pipeline.md,
+Each benchmark writes its own page (shards.md, models.md, step.md, ptychi.md, pipeline.md,
 pipeline_memory.md, pipeline_x2.md, exactness.md, stitch.md, plan.md, plan_scaling.md); the
 learning curves (bench_learning.py, learning.md) are experiments run by hand. This script
 runs them one after the other (never in parallel: they time themselves) and concatenates the
@@ -22,6 +22,7 @@ ROOT = HERE.parent
 STEPS = [
     ("shards.md", [sys.executable, str(HERE / "bench_shards.py")]),
     ("models.md", [sys.executable, str(HERE / "bench_models.py")]),
+    ("step.md", [sys.executable, str(HERE / "bench_step.py")]),
     ("ptychi.md", [sys.executable, str(HERE / "bench_ptychi.py"), "--quick"]),
     ("pipeline.md", [sys.executable, str(HERE / "bench_pipeline.py")]),
     ("pipeline_memory.md", [sys.executable, str(HERE / "bench_pipeline.py"), "--memory-only"]),
