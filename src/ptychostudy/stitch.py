@@ -19,13 +19,15 @@ The global phase stays arbitrary (Phase G removes it, as for every arm).
 
 Window choice (``make_window``):
 
-- ``"central"`` (default): a separable Tukey window that is 1 on the central
+- ``"central"`` (``make_window``'s default): a separable Tukey window that is 1 on the central
   ``central_fraction`` of the patch and falls to 0 at the patch edge with a raised-cosine
   taper. Networks are least reliable at patch borders (zero-padding of convolutions, the
   probe's weak tails), so the centre dominates; the smooth taper avoids seams that a hard crop
   would leave between neighbouring patches.
-- ``"probe"``: ``|P|² / max|P|²``, the weight a least-squares ptychographic solver gives each
-  object pixel (it is constrained in proportion to the illumination).
+- ``"probe"`` (the workflow's default, ``stitch.window``): ``|P|² / max|P|²``, the weight a
+  least-squares ptychographic solver gives each object pixel (it is constrained in proportion
+  to the illumination). On the default run's trained networks it beats the central windows on
+  both splits (bench/stitch.md: Baseline test phase SSIM 0.44 against 0.21 at dose 1e5).
 """
 
 from __future__ import annotations
