@@ -38,12 +38,12 @@ tf = configure_tensorflow(THREADS)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from common import machine  # noqa: E402
+from steps import step_time  # noqa: E402
 
 from ptychostudy.models.baseline import build_baseline  # noqa: E402
 from ptychostudy.models.infer import Predictor  # noqa: E402
 from ptychostudy.models.physics import canvas_pad  # noqa: E402
 from ptychostudy.models.pinn import NetConfig, build_pinn  # noqa: E402
-from ptychostudy.models.train import make_loss  # noqa: E402
 
 BATCH = 16
 #: (N, filters) measured: the laptop-sized study at two widths, and N=128 like upstream PtychoPINN (≈4.8 M parameters)
@@ -54,27 +54,6 @@ STREAM_GROUPS, STREAM_EPOCHS = 512, 4
 QUALITY_FILTERS = 16
 #: recommended training settings (also used by --quality)
 RECOMMENDED = {"epochs": 30, "batch_size": 16, "learning_rate": 1e-3, "patience": 5, "seed": 7}
-
-
-def _step_time(model, kind: str, batch: dict, repeats: int) -> float:
-    loss_fn = make_loss(kind, model)
-    opt = keras.optimizers.Adam(1e-3)
-    variables = model.trainable_variables
-
-    @tf.function
-    def step(b):
-        with tf.GradientTape() as tape:
-            loss, _ = loss_fn(b, True)
-        opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
-        return loss
-
-    step(batch)  # trace
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        float(step(batch))
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 def _infer_rate(model, n: int, c: int, n_inputs: int) -> float:
@@ -103,7 +82,7 @@ def speed_rows() -> list[dict]:
         b_base = {k: tf.constant(rng.random((BATCH, n, n, 1), dtype=np.float32)) for k in ("diffraction", "amplitude", "phase")}
         n_inf = 256 if n == 64 else 32
         for kind, model, batch in (("pinn", pinn, b_pinn), ("baseline", base, b_base)):
-            t = _step_time(model, kind, batch, reps)
+            t = step_time(model, kind, batch, reps)
             # the Baseline predicts each of a group's 4 patterns: n_inf groups = 4·n_inf inputs of one channel
             rate = _infer_rate(model, n, 4 if kind == "pinn" else 1, n_inf if kind == "pinn" else 4 * n_inf)
             if kind == "baseline":

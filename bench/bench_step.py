@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,16 +26,16 @@ from ptychostudy.runtime import configure_tensorflow  # noqa: E402
 
 tf = configure_tensorflow(1)
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from common import machine  # noqa: E402
+from steps import step_time  # noqa: E402
 
 from ptychostudy.io import save_npz  # noqa: E402
 from ptychostudy.models import physics  # noqa: E402
 from ptychostudy.models.data import make_synthetic_chunks  # noqa: E402
 from ptychostudy.models.pinn import NetConfig, build_pinn  # noqa: E402
-from ptychostudy.models.train import make_loss, train_model  # noqa: E402
+from ptychostudy.models.train import train_model  # noqa: E402
 
 N, B = 64, 16
 
@@ -48,22 +47,7 @@ def step_ms(filters: int) -> float:
     batch = {"diffraction": tf.constant(rng.random((B, N, N, 4), dtype=np.float32) * 5),
              "coords_relative": tf.constant(rel, tf.float32)}
     model = build_pinn(NetConfig(N, 4, filters, pad=18, log_scale=1.0), np.ones((N, N), np.complex64))
-    loss_fn, opt, variables = make_loss("pinn", model), keras.optimizers.Adam(1e-3), model.trainable_variables
-
-    @tf.function
-    def step(b):
-        with tf.GradientTape() as tape:
-            loss, _ = loss_fn(b, True)
-        opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
-        return loss
-
-    step(batch)
-    times = []
-    for _ in range(15):
-        t0 = time.perf_counter()
-        float(step(batch))
-        times.append(time.perf_counter() - t0)
-    return 1000 * float(np.median(times))
+    return 1000 * step_time(model, "pinn", batch, 15)
 
 
 def epoch_s(jit: bool, paths: list, work: Path) -> float:
