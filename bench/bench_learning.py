@@ -47,6 +47,7 @@ def run(args) -> None:
     import yaml
     from bench_stitch import split_data, ssim_pair
 
+    from ptychostudy.config import MODEL_TRAINING_KEYS
     from ptychostudy.models.infer import Predictor
     from ptychostudy.models.train import TrainingConfig, train_model
     from ptychostudy.stitch import make_window, merge_arrays
@@ -55,7 +56,7 @@ def run(args) -> None:
     training = dict(cfg["training"], seed=cfg["seeds"]["training"])
     model_cfg = {}
     for k, v in cfg.get(args.model, {}).items():
-        (training if k in ("epochs", "batch_size", "learning_rate", "loss_weight") else model_cfg)[k] = v
+        (training if k in MODEL_TRAINING_KEYS else model_cfg)[k] = v
     training.update(epochs=args.epochs, patience=0)
     train_fields = set(TrainingConfig.__dataclass_fields__)
     for item in args.set:

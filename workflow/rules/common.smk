@@ -6,7 +6,7 @@ import sys
 # too. Importing from the source tree here keeps parse-time planning working from any checkout.
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 
-from ptychostudy.config import SPLITS, ConfigError, build_plan
+from ptychostudy.config import MODEL_TRAINING_KEYS, SPLITS, ConfigError, build_plan
 
 # the config file(s) of this run, named in parse-time errors (the last one given wins a key)
 CONFIG_FILES = ", ".join(str(f) for f in workflow.configfiles) or "the config"
@@ -77,10 +77,6 @@ def get_arm_paths(wildcards):
                 f"results/inference/dose_{wildcards.dose}/{wildcards.view}/{wildcards.split}/{arm}/merged.npz"
             )
     return paths
-
-
-# training keys a model section may set for itself (e.g. pinn.epochs overrides training.epochs)
-MODEL_TRAINING_KEYS = ("epochs", "batch_size", "learning_rate", "loss_weight")
 
 
 def get_training_params(wildcards):

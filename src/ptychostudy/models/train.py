@@ -56,7 +56,7 @@ class TrainingConfig:
     seed: int
     shuffle_buffer: int = 256  # samples; bounds the cross-chunk shuffle memory
     min_delta: float = 0.0  # loss improvement (absolute) that resets the patience counter
-    jit_compile: bool = False  # compile the training step with XLA (bench/models.md: speed on the CPU)
+    jit_compile: bool = False  # compile the training step with XLA (bench/step.md: no gain on the CPU)
     loss_weight: str = "probe"  # Baseline only: per-pixel MAE weight, "probe" (|P|²) or "uniform"
 
     @classmethod
@@ -142,9 +142,10 @@ def reference_losses(paths: list, kind: str, weight: np.ndarray | None = None) -
     forward model, the floor a converged model approaches; Baseline: 0). ``loss_flat``: the loss
     of the best flat object (PINN: a constant amplitude that matches the mean total counts, zero
     phase; Baseline: the mean true amplitude, zero phase, with the MAE's pixel ``weight``). A
-    diagnostic only: the truth never
-    enters training. Empty when the chunks hold no true ``patches``.
+    diagnostic only: the truth never enters training. Empty when the chunks hold no true
+    ``patches``.
     """
+    from ..simulate import expected_counts
     from .physics import POISSON_EPS
 
     if not all(_has_truth(p) for p in paths):
@@ -159,6 +160,7 @@ def reference_losses(paths: list, kind: str, weight: np.ndarray | None = None) -
             totals.append(np.sum(d["diffraction"].astype(np.float64) ** 2, axis=(1, 2)).ravel())
             probe2 = np.abs(d["probeGuess"].astype(np.complex128)) ** 2
         a2 = float(np.mean(np.concatenate(totals))) / float(probe2.sum())
+        flat = None  # the flat object's counts, the same for every pattern
 
         def nll(lam, k):
             return float(np.sum(lam - k * np.log(lam + POISSON_EPS)))
@@ -166,11 +168,11 @@ def reference_losses(paths: list, kind: str, weight: np.ndarray | None = None) -
         for path in paths:
             d = read_chunk_keys(path, ("diffraction", "patches", "probeGuess"))
             n = d["diffraction"].shape[1]
-            k = np.moveaxis(d["diffraction"].astype(np.float64) ** 2, 3, 1)  # (B, C, N, N)
-            probe = d["probeGuess"].astype(np.complex128)
-            far = np.fft.fftshift(np.fft.fft2(probe * np.moveaxis(d["patches"], 3, 1)), axes=(-2, -1))
-            sums["truth"] += nll(np.abs(far) ** 2 / n**2, k)
-            flat = a2 * np.abs(np.fft.fftshift(np.fft.fft2(probe))) ** 2 / n**2
+            k = np.moveaxis(d["diffraction"].astype(np.float64) ** 2, 3, 1).reshape(-1, n, n)  # (B·C, N, N)
+            probe = d["probeGuess"]
+            if flat is None:
+                flat = a2 * expected_counts(probe, np.ones((1, n, n)))
+            sums["truth"] += nll(expected_counts(probe, np.moveaxis(d["patches"], 3, 1).reshape(-1, n, n)), k)
             sums["flat"] += nll(np.broadcast_to(flat, k.shape), k)
             count += k.size
     else:
