@@ -44,9 +44,10 @@ check: $(STAMP)
 	$(SMK) --lint
 	$(VENV)/bin/snakefmt --check Snakefile workflow/rules
 
-## plan the full study without data: job counts per rule/resource and the rule graph
+## plan the full study without data: job counts per rule/resource, disk per phase, GPU job-hours
+## (from bench/costs/study_fly64.json, measured by bench/bench_costs.py), and the rule graph
 plan: $(STAMP)
-	$(PY) tools/plan.py --configfile config/study_fly64.yaml --out results/plan
+	$(PY) tools/plan.py --configfile config/study_fly64.yaml --out results/plan --gpus $(GPUS)
 
 ## benchmarks (bench/*.py, each documented in its docstring); they write bench/results.md
 bench: $(STAMP)

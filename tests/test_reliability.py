@@ -130,3 +130,32 @@ def test_corrupt_chunk_stops_its_job_naming_file_and_key(tiny_run, tmp_path):
     log = (work / f"logs/inference/dose_{dose}/{view}/{split}/{model}/chunk_0000.log").read_text()
     assert str(chunk.name) in log and ("truncated" in log or "corrupt" in log)
     assert not pred.exists()
+
+
+def test_dropped_predictions_keep_the_exact_merge_and_resume(tiny_run, tmp_path):
+    """`inference.keep_predictions: false`: each split's chunk predictions are deleted once it is
+    merged; the merged objects equal the kept-predictions run's, and a run stopped after some
+    merges resumes without recomputing the deleted chunks."""
+    cfg = yaml.safe_load(TINY.read_text())
+    dose = max(PLAN.doses)
+    cfg.update(doses=[dose], models=["pinn", "baseline"])
+    cfg["inference"]["keep_predictions"] = False
+    config = tmp_path / "drop.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    work = tmp_path / "run"
+    view, model = PLAN.view_names[0], "pinn"
+    first = f"results/inference/dose_{dose}/{view}/test/{model}/merged.npz"
+    run_snakemake(work, first, config=config)  # a run that stops after one split's merge
+    assert (work / first).is_file() and not list((work / first).parent.glob("chunk_*.npz"))
+    resumed = run_snakemake(work, config=config)
+    counts = job_counts(resumed.stdout + resumed.stderr)
+    all_chunks = sum(len(PLAN.chunk_ids(v, s)) for v in PLAN.view_names for s in ("train", "test")) * 2
+    assert counts.get("infer_chunk") == all_chunks - len(PLAN.chunk_ids(view, "test"))
+    assert chunk_predictions(work) == []  # every split merged: no chunk prediction is left
+    for merged in sorted((work / "results" / "inference").rglob("merged.npz")):
+        got = io.load_npz(merged)["object"]
+        want = io.load_npz(tiny_run / merged.relative_to(work))["object"]
+        np.testing.assert_array_equal(got, want, err_msg=str(merged.relative_to(work)))
+    # complete: nothing left to do, although the chunk predictions are gone
+    dry = run_snakemake(work, "-n", config=config)
+    assert "Nothing to be done" in dry.stdout + dry.stderr

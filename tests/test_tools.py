@@ -32,3 +32,23 @@ def test_lock_is_cleared_only_without_a_live_snakemake(tmp_path):
     res = subprocess.run([sys.executable, TOOL, "--directory", str(tmp_path), "--", "false"],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and res.stderr == ""
+
+
+def test_plan_disk_estimate_matches_a_real_run(tiny_run):
+    """tools/plan.py's bytes per phase, from the config alone, against the files of a real run."""
+    import yaml
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    from plan import disk_estimate
+
+    from conftest import TINY
+    from ptychostudy.config import build_plan
+
+    plan = build_plan(yaml.safe_load(TINY.read_text()))
+    est = disk_estimate(plan)
+    results = tiny_run / "results"
+    for phase in ("phase_c", "phase_d", "inference", "phase_f"):  # the array files (figures are not counted)
+        real = sum(p.stat().st_size for p in (results / phase).rglob("*.npz"))
+        assert abs(est[phase] - real) < 0.05 * real, (phase, est[phase], real)
+    real = sum(p.stat().st_size for p in (results / "inference").rglob("chunk_*.npz"))
+    assert abs(est["predictions"] - real) < 0.05 * real

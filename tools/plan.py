@@ -1,17 +1,27 @@
-"""Plan a study without data: job counts per rule and per resource, and the rule graph.
+"""Plan a study without data: jobs, disk and GPU job-hours per phase, and the rule graph.
 
     .venv/bin/python tools/plan.py --configfile config/study_fly64.yaml --out results/plan
 
 Runs ``snakemake -n`` (nothing executes, no data needed) and reads every planned job with its
 resources, prints a table of jobs per rule (GPU or CPU) and the totals, and writes
 ``plan.md``, ``rulegraph.dot`` and, when graphviz's ``dot`` is installed, ``rulegraph.svg``
-under ``--out``.
+under ``--out``. Two more tables:
+
+- **Disk**: the bytes each phase writes, from the array shapes of the file contracts
+  (docs/contracts.md) and the config alone (:func:`disk_estimate`; checked against a real run by
+  the tests), and the peak when ``inference.keep_predictions`` is false: each split's chunk
+  predictions then live only until its merge, so the peak holds at most the predictions of the
+  splits being inferred at once (one per GPU job slot, ``--gpus``).
+- **GPU job-hours**: the GPU rules' work (groups × epochs, groups, frames × epochs) divided by the
+  per-unit rates measured for this config by ``bench/bench_costs.py`` (``bench/costs/<config
+  name>.json``, on the machine named there), plus the fixed start-up of every job.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import json
 import re
 import shutil
 import subprocess
@@ -19,6 +29,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
@@ -71,10 +83,132 @@ def table(counts: dict, seconds: float, configfile: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: phases of the disk table, in workflow order (the folders under results/)
+PHASES = ("phase_c", "phase_d", "phase_e", "inference", "phase_f", "phase_g")
+
+
+def split_positions(plan) -> dict:
+    """split -> number of scan positions of the dose's Phase C file (every view's lattice)."""
+    pos, _ = plan.scan_positions()
+    train = int(np.sum(pos[:, 1] < plan.midline))
+    return {"train": train, "test": len(pos) - train}
+
+
+def disk_estimate(plan, parameters: dict | None = None) -> dict:
+    """Bytes each phase writes (key: the folder under results/), and the prediction files' share.
+
+    From the array shapes of the contracts: float32 diffraction, complex64 patches and objects,
+    float64 coordinates, int64 indices. ``parameters``: model -> parameter count (float32
+    weights); without it the models count as 1 MB each. Figures (PNG) are not counted.
+    Returns {phase: bytes, "predictions": bytes of all chunk prediction files, "largest_split":
+    bytes of the chunk predictions of the largest split of one model}.
+    """
+    n2, c, size2 = plan.N**2, plan.C, plan.object_size**2
+    per_split = split_positions(plan)
+    out = dict.fromkeys(PHASES, 0)
+    # Phase C: diffraction, 4 per-position vectors, probe, object, per dose and split
+    for split, n_pos in per_split.items():
+        out["phase_c"] += len(plan.doses) * (n_pos * (4 * n2 + 4 * 8) + 8 * n2 + 8 * size2)
+    preds, largest = 0, 0
+    for view, v in plan.views.items():
+        for split in ("train", "test"):
+            g = v.n_groups(split)
+            groups = v.n_positions(split) * 8 + g * (c * 8 + 8 + 16 + c * 16)
+            chunks = g * (12 * n2 * c + c * 16 + 16 + 8 + c * 8) + plan.n_chunks(view, split) * 8 * n2
+            out["phase_d"] += len(plan.doses) * (groups + chunks)
+            pred = g * (8 * n2 * c + c * 16 + 8 + c * 8 + c * 8)
+            merged = size2 * (8 + 4)  # complex64 object, float32 weight
+            largest = max(largest, pred)
+            preds += len(plan.doses) * len(plan.nn_models) * pred
+            out["inference"] += len(plan.doses) * len(plan.nn_models) * (pred + merged)
+            if "ptychi" in plan.models:  # object, probe, illumination
+                out["phase_f"] += len(plan.doses) * (8 * size2 + 8 * n2 + 4 * size2)
+    params = parameters or {}
+    out["phase_e"] = len(plan.doses) * len(plan.views) * sum(4 * params.get(m, 250_000) for m in plan.nn_models)
+    return {**out, "predictions": preds, "largest_split": largest}
+
+
+def gpu_hours(plan, costs: dict) -> dict:
+    """rule -> (jobs, hours) of the GPU rules at the measured rates ``costs`` (bench_costs.py).
+
+    Training runs at most the configured epochs (early stopping may end it sooner); the
+    Baseline's samples are the train split's member patterns (about one per position).
+    """
+    raw = plan.raw
+    fixed = costs["fixed_s"]
+
+    def epochs(model):
+        return raw.get(model, {}).get("epochs", raw.get("training", {}).get("epochs", 30))
+
+    cells = len(plan.doses)
+    out = {}
+    train = {"pinn": sum(v.n_groups("train") for v in plan.views.values()),
+             "baseline": sum(v.n_positions("train") for v in plan.views.values())}
+    for model in plan.nn_models:
+        work = train[model] * epochs(model) / costs[f"train_{model}_per_s"]
+        out[f"train_{model}"] = (cells * len(plan.views), cells * (work + len(plan.views) * fixed) / 3600)
+    jobs, secs = 0, 0.0
+    for model in plan.nn_models:
+        for view, v in plan.views.items():
+            for split in ("train", "test"):
+                jobs += cells * plan.n_chunks(view, split)
+                secs += cells * (plan.n_chunks(view, split) * fixed
+                                 + v.n_groups(split) / costs[f"infer_{model}_groups_per_s"])
+    out["infer_chunk"] = (jobs, secs / 3600)
+    if "ptychi" in plan.models:
+        frames = sum(v.n_positions(s) for v in plan.views.values() for s in ("train", "test"))
+        work = frames * raw.get("ptychi", {}).get("epochs", 50) / costs["lsqml_frames_per_s"]
+        n_jobs = cells * len(plan.views) * 2
+        out["reconstruct_ptychi"] = (n_jobs, (cells * work + n_jobs * fixed) / 3600)
+    return out
+
+
+def gib(b: float) -> str:
+    return f"{b / 2**30:,.2f} GiB" if b < 2**40 else f"{b / 2**40:,.2f} TiB"
+
+
+def budget_tables(plan, configfile: str, costs_path: Path, slots: int) -> str:
+    costs = json.loads(costs_path.read_text()) if costs_path.is_file() else None
+    params = {m: costs[f"{m}_parameters"] for m in plan.nn_models} if costs else None
+    disk = disk_estimate(plan, params)
+    total = sum(disk[p] for p in PHASES)
+    lines = ["", "## Disk (bytes written per phase, from the file contracts)", "",
+             "| phase | written |", "|---|---:|"]
+    lines += [f"| {p} | {gib(disk[p])} |" for p in PHASES]
+    # estimate: a split's chunk jobs run together and its merge follows (Snakemake's scheduler
+    # prefers jobs that let temporary files go); worst case (every split inferred before any
+    # merge) is the kept total
+    dropped = total - disk["predictions"] + min(disk["predictions"], slots * disk["largest_split"])
+    lines += [f"| **total** (`inference.keep_predictions: true`) | **{gib(total)}** |",
+              f"| of which chunk predictions | {gib(disk['predictions'])} |",
+              f"| **peak with `keep_predictions: false`** (estimate: each split's predictions deleted at its merge, "
+              f"{slots} split(s) in flight, one per GPU slot; worst case: the total above) | **{gib(dropped)}** |",
+              f"| left at the end with `keep_predictions: false` | {gib(total - disk['predictions'])} |", ""]
+    lines += ["## GPU job-hours", ""]
+    if costs is None:
+        lines += [f"No measured costs for this config: run `.venv/bin/python bench/bench_costs.py --configfile "
+                  f"{configfile}` on the machine that will run it (writes {costs_path.relative_to(ROOT)})."]
+        return "\n".join(lines) + "\n"
+    hours = gpu_hours(plan, costs)
+    lines += [f"Rates measured by `bench/bench_costs.py` on: {costs['machine']}; device: {costs['device']} "
+              f"(LSQML: {costs['lsqml_device']}), one thread. Fixed start-up per TensorFlow job: "
+              f"{costs['fixed_s']:.1f} s. Training: PINN {costs['train_pinn_per_s']:.1f} groups/s, Baseline "
+              f"{costs['train_baseline_per_s']:.1f} patterns/s; inference PINN {costs['infer_pinn_groups_per_s']:.1f}, "
+              f"Baseline {costs['infer_baseline_groups_per_s']:.1f} groups/s; LSQML "
+              f"{costs['lsqml_frames_per_s']:.1f} frames·epochs/s. Training hours are for all configured epochs "
+              "(early stopping can end sooner).", "",
+              "| GPU rule | jobs | job-hours |", "|---|---:|---:|"]
+    lines += [f"| {rule} | {n} | {h:,.2f} |" for rule, (n, h) in hours.items()]
+    lines.append(f"| **total** | **{sum(n for n, _ in hours.values())}** | **{sum(h for _, h in hours.values()):,.2f}** |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--configfile", default="config/study_fly64.yaml")
     ap.add_argument("--out", default="results/plan")
+    ap.add_argument("--costs", help="measured rates (default: bench/costs/<config name>.json)")
+    ap.add_argument("--gpus", type=int, default=1, help="GPU jobs at once (for the peak disk)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -84,7 +218,14 @@ def main(argv=None) -> int:
             SNAKEMAKE + ["--rulegraph", "--configfile", str(Path(args.configfile).resolve()), "-d", work],
             capture_output=True, text=True, check=True,
         ).stdout
-    md = table(count_jobs(text), seconds, args.configfile)
+    import yaml
+
+    sys.path.insert(0, str(ROOT / "src"))
+    from ptychostudy.config import build_plan
+
+    plan = build_plan(yaml.safe_load(Path(args.configfile).read_text()))
+    costs = Path(args.costs) if args.costs else ROOT / "bench" / "costs" / f"{Path(args.configfile).stem}.json"
+    md = table(count_jobs(text), seconds, args.configfile) + budget_tables(plan, args.configfile, costs, args.gpus)
     (out / "plan.md").write_text(md)
     dot_src = graph[graph.index("digraph"):]
     (out / "rulegraph.dot").write_text(dot_src)

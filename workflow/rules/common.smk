@@ -53,6 +53,13 @@ def get_train_chunks(wildcards):
     )
 
 
+def chunk_prediction(path):
+    """A chunk's prediction file; temporary when `inference.keep_predictions` is false: Snakemake
+    deletes it once its split's merge (its only consumer) has succeeded. A run stopped later
+    resumes from the merged files; a merge that must be redone recomputes its chunks."""
+    return path if config["inference"]["keep_predictions"] else temp(path)
+
+
 def get_chunk_predictions(wildcards):
     return expand(
         "results/inference/dose_{dose}/{view}/{split}/{model}/chunk_{chunk}.npz",

@@ -6,7 +6,9 @@ rule infer_chunk:
         model="results/phase_e/dose_{dose}/{view}/{model}/model.keras",
         chunk="results/phase_d/dose_{dose}/{view}/{split}/chunks/chunk_{chunk}.npz",
     output:
-        pred="results/inference/dose_{dose}/{view}/{split}/{model}/chunk_{chunk}.npz",
+        pred=chunk_prediction(
+            "results/inference/dose_{dose}/{view}/{split}/{model}/chunk_{chunk}.npz"
+        ),
     log:
         "logs/inference/dose_{dose}/{view}/{split}/{model}/chunk_{chunk}.log",
     benchmark:

@@ -1,8 +1,10 @@
 """Phase F adapter: LSQML (ptychi) on all positions of one dose × view × split -> ptychi.npz."""
 
+from ptychostudy.devices import claim_gpu
 from ptychostudy.runtime import configure_torch, setup_logging
 
 log = setup_logging(snakemake.log[0])
+claim_gpu()  # one device for this job's whole life (or the CPU), before TensorFlow/torch start
 configure_torch(snakemake.threads)
 
 from ptychostudy.ptychi_arm import reconstruct_split  # noqa: E402

@@ -1,8 +1,10 @@
 """Snakemake adapter: train PtychoPINN or the Baseline (wildcard ``model``) on a train split's chunks."""
 
+from ptychostudy.devices import claim_gpu
 from ptychostudy.runtime import configure_tensorflow, setup_logging
 
 log = setup_logging(snakemake.log[0])  # noqa: F821
+claim_gpu()  # one device for this job's whole life (or the CPU), before TensorFlow/torch start
 configure_tensorflow(snakemake.threads)  # noqa: F821  (before any TensorFlow op)
 
 from ptychostudy.models.train import train_model  # noqa: E402
