@@ -22,7 +22,7 @@ from .patches import SHIFT_PAD
 SPLITS = ("train", "test")
 KNOWN_MODELS = ("pinn", "baseline", "ptychi")
 #: `training` keys a network's own section may set for itself (e.g. pinn.epochs overrides training.epochs)
-MODEL_TRAINING_KEYS = ("epochs", "batch_size", "learning_rate", "loss_weight")
+MODEL_TRAINING_KEYS = ("epochs", "batch_size", "learning_rate", "loss_weight", "augment")
 
 
 class ConfigError(ValueError):

@@ -133,14 +133,15 @@ def first_occurrences(member_index: list) -> list:
 
 
 def make_dataset(paths: list, kind: str, n: int, c: int, batch_size: int, seed: int = 0,
-                 shuffle_buffer: int = 256, prefetch: int = 2):
+                 shuffle_buffer: int = 256, prefetch: int = 2, augment: tuple = (0,)):
     """Streaming ``tf.data.Dataset`` of sample batches (dicts); each iteration is one epoch.
 
     Every chunk is validated once (:func:`load_chunk`, one file at a time). The epochs then run
     on TensorFlow ops alone: the chunk order is permuted each epoch, each chunk's members are
     read from the file as fixed-length records (``FixedLengthRecordDataset`` at the member's
     byte offset in the uncompressed NPZ), shuffled within the chunk, then mixed across chunk
-    boundaries by a ``shuffle_buffer``-sample buffer, batched and prefetched. Memory: about one
+    boundaries by a ``shuffle_buffer``-sample buffer, optionally transformed by a random symmetry
+    among ``augment`` (element codes of :mod:`.augment`; ``(0,)``: none), batched and prefetched. Memory: about one
     chunk plus the buffer, whatever the split. (A Python-generator source, ``from_generator``,
     was measured to slow every training step that follows it about 2× on a 2-core CPU.)
 
@@ -203,6 +204,11 @@ def make_dataset(paths: list, kind: str, n: int, c: int, batch_size: int, seed: 
     ds = order.flat_map(chunk_samples)
     if shuffle_buffer > 1:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if tuple(augment) != (0,):
+        from .augment import augment_fn
+
+        draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        ds = tf.data.Dataset.zip(ds, draws).map(augment_fn(kind, tuple(augment)))
     ds = ds.batch(batch_size).prefetch(prefetch)
     return ds, {"n_chunks": len(paths), "n_samples": n_samples}
 

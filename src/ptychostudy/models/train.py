@@ -20,6 +20,7 @@ import numpy as np
 
 from ..config import ConfigError
 from ..io import atomic_path, save_csv, save_figure
+from .augment import AUGMENT_MODES, probe_symmetries
 from .data import check_kind, make_dataset, read_chunk_keys, scan_chunks
 from .physics import canvas_pad, poisson_nll
 from .pinn import NetConfig
@@ -58,6 +59,7 @@ class TrainingConfig:
     min_delta: float = 0.0  # loss improvement (absolute) that resets the patience counter
     jit_compile: bool = False  # compile the training step with XLA (bench/step.md: no gain on the CPU)
     loss_weight: str = "probe"  # Baseline only: per-pixel MAE weight, "probe" (|P|²) or "uniform"
+    augment: str = "none"  # "dihedral": each sample transformed by a random symmetry of the probe (models/augment.py)
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "training") -> TrainingConfig:
@@ -80,6 +82,7 @@ class TrainingConfig:
             ("min_delta", isinstance(cfg.min_delta, (int, float)) and cfg.min_delta >= 0, "a number ≥ 0"),
             ("jit_compile", isinstance(cfg.jit_compile, bool), "true or false"),
             ("loss_weight", cfg.loss_weight in LOSS_WEIGHTS, f"one of {list(LOSS_WEIGHTS)}"),
+            ("augment", cfg.augment in AUGMENT_MODES, f"one of {list(AUGMENT_MODES)}"),
         ):
             if not ok:
                 raise ConfigError(f"config key '{where}.{key}': expected {expected}, got {getattr(cfg, key)!r}")
@@ -201,6 +204,19 @@ def gap_closed(loss: float, ref: dict) -> float:
     return (ref["loss_flat"] - loss) / (ref["loss_flat"] - ref["loss_truth"])
 
 
+def augmentation(mode: str, probe) -> tuple[int, ...]:
+    """The symmetry elements training draws from (:mod:`.augment`): ``(0,)`` for ``"none"``; for
+    ``"dihedral"`` those of the 8 the probe really has (a warning when it has none but the identity)."""
+    if mode == "none":
+        return (0,)
+    codes = probe_symmetries(probe)
+    if len(codes) == 1:
+        log.warning("training.augment: dihedral, but the probe has no symmetry of the square; no augmentation")
+    else:
+        log.info("augmentation: %d symmetries of the probe %s", len(codes), codes)
+    return codes
+
+
 def fit(model, dataset, loss_fn, cfg: TrainingConfig, log_scale_of=None, on_epoch_end=None) -> list[dict]:
     """Adam on the streamed batches with early stopping on the epoch loss; restores the best weights.
 
@@ -301,7 +317,9 @@ def train_model(kind: str, chunk_paths: list, training: dict, model_cfg: dict,
              net.as_dict(), asdict(cfg))
     model = build_model(kind, net, summary.probe)
     log.info("%s: %d parameters", kind, model.count_params())
-    dataset, _ = make_dataset(chunk_paths, kind, net.N, net.C, cfg.batch_size, cfg.seed, cfg.shuffle_buffer)
+    codes = augmentation(cfg.augment, summary.probe)
+    dataset, _ = make_dataset(chunk_paths, kind, net.N, net.C, cfg.batch_size, cfg.seed, cfg.shuffle_buffer,
+                              augment=codes)
     scale = model.get_layer("intensity_scale")
     weight = pixel_weight(cfg.loss_weight, summary.probe, net.N) if kind == "baseline" else None
     ref = reference_losses(chunk_paths, kind, weight)
