@@ -91,6 +91,10 @@ def run(args) -> None:
                       work / "history.csv", work / "loss.png", on_epoch_end=score)
     hist = pd.read_csv(work / "history.csv")
     hist.insert(0, "tag", args.tag)
+    from ptychostudy.compare import trivial_object
+
+    for split, (_, _, _, truth, _, region) in splits.items():  # the flat object, scored alike
+        hist[f"flat_{split}_phase_ssim"] = ssim_pair(trivial_object(truth.shape), truth, region)[0]
     for k, v in {"model": args.model, "dose": args.dose, "view": args.view, "data": args.data,
                  "groups": res["n_groups"], "parameters": res["parameters"],
                  "settings": json.dumps({**training, **model_cfg}, sort_keys=True)}.items():
@@ -136,11 +140,15 @@ def plot(args) -> None:
     flat = {}  # (data, dose, view) -> {split: flat object's phase SSIM}, scored like the curves
     for df in frames:
         key = (str(df["data"].iloc[0]), int(df["dose"].iloc[0]), str(df["view"].iloc[0]))
-        if key not in flat:
-            flat[key] = {}
-            for split in ("train", "test"):
-                _, _, _, truth, _, region = split_data(Path(key[0]), key[1], key[2], split)
-                flat[key][split] = ssim_pair(trivial_object(truth.shape), truth, region)[0]
+        if key in flat:
+            continue
+        if "flat_test_phase_ssim" in df:  # recorded with the curve (its data may be gone)
+            flat[key] = {s: float(df[f"flat_{s}_phase_ssim"].iloc[0]) for s in ("train", "test")}
+            continue
+        flat[key] = {}
+        for split in ("train", "test"):
+            _, _, _, truth, _, region = split_data(Path(key[0]), key[1], key[2], split)
+            flat[key][split] = ssim_pair(trivial_object(truth.shape), truth, region)[0]
     fig, axes = plt.subplots(1, 4, figsize=(20, 4.2), constrained_layout=True)
     lines = ["# Learning curves", "", f"Machine: {machine()}", "",
              "Each curve: `bench/bench_learning.py run` (settings in bench/learning/<tag>.csv). Phase SSIM",
@@ -148,16 +156,19 @@ def plot(args) -> None:
              "the flat object's training loss to the ground truth's.", "",
              "| tag | model | data | groups | steps | s/step | gap | train phase SSIM | test phase SSIM | flat object train / test | settings |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
-    for df in frames:
+    colors = plt.get_cmap("tab20").colors
+    for i, df in enumerate(frames):
         tag = df["tag"].iloc[0]
         scored = df.dropna(subset=["test_phase_ssim"])
-        (line,) = axes[0].plot(scored["step"], scored["train_phase_ssim"], "o-", ms=3, label=tag)
-        axes[1].plot(scored["step"], scored["test_phase_ssim"], "o-", ms=3, color=line.get_color(), label=tag)
+        # augmented curves bold, Baseline dashed: 19 curves stay tellable apart
+        style = dict(color=colors[i % len(colors)], ms=3, lw=2.2 if "dihedral" in str(df["settings"].iloc[0]) else 1.0,
+                     ls="--" if df["model"].iloc[0] == "baseline" else "-", marker="o")
+        axes[0].plot(scored["step"], scored["train_phase_ssim"], label=tag, **style)
+        axes[1].plot(scored["step"], scored["test_phase_ssim"], label=tag, **style)
         if "gap_closed" in df:
-            axes[2].plot(df["step"], df["gap_closed"], "-", color=line.get_color(), label=tag)
+            axes[2].plot(df["step"], df["gap_closed"], **{**style, "marker": None}, label=tag)
         if "n_samples" in df:  # compute: samples (groups or patterns) passed through the network
-            axes[3].plot(scored["epoch"] * df["n_samples"].iloc[0], scored["test_phase_ssim"], "o-", ms=3,
-                         color=line.get_color(), label=tag)
+            axes[3].plot(scored["epoch"] * df["n_samples"].iloc[0], scored["test_phase_ssim"], label=tag, **style)
         last = scored.iloc[-1]
         f = flat[(str(last["data"]), int(last["dose"]), str(last["view"]))]
         s_per_step = df["time_s"].sum() / df["step"].iloc[-1] if df["time_s"].notna().all() else float("nan")
@@ -176,7 +187,7 @@ def plot(args) -> None:
         ax.set_xlabel("samples seen (epochs × training samples)" if ax is axes[3] else "optimisation steps")
         ax.set_title(title)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    axes[0].legend(fontsize=6, ncol=2)
     fig.savefig(ROOT / "bench" / "learning.png", dpi=90)
     lines += ["", "![learning curves](learning.png)", ""]
     (ROOT / "bench" / "learning.md").write_text("\n".join(lines))
