@@ -1,6 +1,7 @@
 """End to end: the real Snakemake on the tiny config, every phase, every cell."""
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -64,3 +65,14 @@ def test_models_and_inference_outputs_exist_for_every_chunk(tiny_run):
                         assert pred["patches"].dtype == np.complex64
                     merged = io.load_npz(base / "merged.npz", required=("object",))
                     assert merged["object"].shape == (PLAN.object_size, PLAN.object_size)
+
+
+def test_every_gpu_job_log_names_its_device(tiny_run):
+    """Training, chunk inference and LSQML claim a device first and say which (the CPU without a GPU)."""
+    logs = [tiny_run / f"logs/phase_e/dose_{d}/{v}/{m}.log" for d in PLAN.doses for v in PLAN.view_names
+            for m in PLAN.nn_models]
+    logs += sorted((tiny_run / "logs/inference").rglob("chunk_*.log"))
+    logs += sorted((tiny_run / "logs/phase_f").rglob("*.log"))
+    assert len(logs) > len(PLAN.doses) * 4
+    for path in logs:
+        assert re.search(r"INFO ptychostudy: device: (CPU|GPU \S+)", path.read_text()), path
