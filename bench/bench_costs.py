@@ -27,6 +27,15 @@ from common import ROOT, machine, run_measured
 
 sys.path.insert(0, str(ROOT / "src"))
 
+#: both jobs: the measured settings (argv[1], JSON) and the config's probe
+CONFIG_AND_PROBE = """
+cfg = json.loads(sys.argv[1])
+import yaml
+from ptychostudy.config import build_plan, load_probe
+_plan = build_plan(yaml.safe_load(open(cfg["configfile"])))
+probe = load_probe(_plan.probe, _plan.N)
+"""
+
 TF_JOB = """
 import json, sys, time
 t0 = time.perf_counter()
@@ -41,12 +50,7 @@ from ptychostudy.models.infer import Predictor
 from ptychostudy.models.physics import canvas_pad
 from ptychostudy.models.pinn import NetConfig, build_pinn
 from ptychostudy.models.baseline import build_baseline
-cfg = json.loads(sys.argv[1])
-import yaml
-from ptychostudy.config import build_plan, load_probe
-_plan = build_plan(yaml.safe_load(open(cfg["configfile"])))
-probe = load_probe(_plan.probe, _plan.N)
-n, c, step = cfg["N"], cfg["C"], cfg["step"]
+""" + CONFIG_AND_PROBE + """n, c, step = cfg["N"], cfg["C"], cfg["step"]
 rng = np.random.default_rng(0)
 offsets = np.array([[-1, -1], [1, -1], [-1, 1], [1, 1]], float)[:c] * step / 2
 rel = np.broadcast_to(offsets, (64, c, 2)) + rng.uniform(-1, 1, (64, c, 2))
@@ -82,12 +86,7 @@ configure_torch(1)
 import numpy as np
 from ptychostudy import ptychi_arm
 from ptychostudy.simulate import make_object, simulate_amplitudes
-cfg = json.loads(sys.argv[1])
-import yaml
-from ptychostudy.config import build_plan, load_probe
-_plan = build_plan(yaml.safe_load(open(cfg["configfile"])))
-probe = load_probe(_plan.probe, _plan.N)
-n, step, side = cfg["N"], cfg["step"], 8
+""" + CONFIG_AND_PROBE + """n, step, side = cfg["N"], cfg["step"], 8
 size = int(n + step * (side + 1) + 24)
 axis = size / 2 + step * (np.arange(side) - (side - 1) / 2)
 pos = np.stack(np.meshgrid(axis, axis), -1).reshape(-1, 2) + np.random.default_rng(0).uniform(-1, 1, (side * side, 2))
