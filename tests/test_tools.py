@@ -6,8 +6,10 @@ import sys
 from conftest import ROOT
 
 TOOL = str(ROOT / "tools" / "clear_stale_lock.py")
-# stands in for `snakemake ... --unlock`: removes the lock files (the trailing --unlock is ignored)
-UNLOCK = [sys.executable, "-c", "import glob, os; [os.remove(p) for p in glob.glob('.snakemake/locks/*.lock')]"]
+# stands in for `snakemake ... --unlock`: removes the lock files of its -d directory (or of the
+# current one); the trailing --unlock is ignored
+UNLOCK = [sys.executable, "-c", "import glob, os, sys; a = sys.argv; d = a[a.index('-d') + 1] if '-d' in a else '.'; "
+          "[os.remove(p) for p in glob.glob(os.path.join(d, '.snakemake/locks/*.lock'))]"]
 
 
 def test_lock_is_cleared_only_without_a_live_snakemake(tmp_path):
@@ -32,6 +34,25 @@ def test_lock_is_cleared_only_without_a_live_snakemake(tmp_path):
     res = subprocess.run([sys.executable, TOOL, "--directory", str(tmp_path), "--", "false"],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and res.stderr == ""
+
+
+def test_a_dead_run_in_another_directory_is_unlocked_by_the_documented_step(tmp_path):
+    """`snakemake -d DIR ...` killed: the documented step, run where the command runs (the
+    repository, no --directory), clears DIR's lock with the real `snakemake --unlock`."""
+    from conftest import TINY
+
+    locks = tmp_path / "run" / ".snakemake" / "locks"
+    locks.mkdir(parents=True)
+    for name in ("0.input.lock", "0.output.lock"):
+        (locks / name).write_text(str(tmp_path / "run" / "results" / "x") + "\n")
+    command = [sys.executable, "-m", "snakemake", "-d", str(tmp_path / "run"), "--configfile", str(TINY), "-n"]
+    res = subprocess.run([sys.executable, TOOL, "--", *command], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0 and "no longer alive" in res.stderr, res.stderr[-2000:]
+    assert not list(locks.glob("*.lock"))
+    # and the run itself is no longer refused
+    res = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and "cannot be locked" not in res.stdout + res.stderr
 
 
 def test_plan_disk_estimate_matches_a_real_run(tiny_run):

@@ -6,8 +6,11 @@ A run killed with SIGKILL (or a power loss) leaves ``DIR/.snakemake/locks/*`` be
 next run stops with "Directory cannot be locked". This tool removes such a lock **only when no
 live Snakemake process works in DIR** (its scheduler or any of its jobs: a process whose
 command line names snakemake and whose working directory, or ``-d``/``--directory``, is DIR),
-by running ``SNAKEMAKE_COMMAND --unlock``. Under a running Snakemake it leaves the lock alone and
-says so, so the user's second run fails as Snakemake intends. Exit status 0 in every case but a
+by running ``SNAKEMAKE_COMMAND --unlock`` from the current directory, exactly as the command
+itself runs. DIR is the command's own ``-d``/``--directory`` when it has one, else
+``--directory``, else the current directory; with ``--directory`` and a command without
+``-d``, the unlock gets ``-d DIR``. Under a running Snakemake it leaves the lock alone and says
+so, so the user's second run fails as Snakemake intends. Exit status 0 in every case but a
 failed unlock. Linux (/proc).
 """
 
@@ -28,10 +31,24 @@ def _cmdline(pid: str) -> list[str]:
     return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
 
 
+def command_directory(args: list[str]) -> str | None:
+    """The working directory a Snakemake command line names (``-d DIR``, ``--directory DIR``,
+    ``--directory=DIR``), or None."""
+    for i, a in enumerate(args):
+        if a in ("-d", "--directory") and i + 1 < len(args):
+            return args[i + 1]
+        if a.startswith("--directory="):
+            return a.split("=", 1)[1]
+    return None
+
+
 def _workdir(pid: str, args: list[str]) -> Path | None:
-    for flag in ("-d", "--directory"):
-        if flag in args[:-1]:
-            return Path(args[args.index(flag) + 1]).resolve()
+    named = command_directory(args)
+    if named is not None:
+        try:
+            return (Path(os.readlink(f"/proc/{pid}/cwd")) / named).resolve()
+        except OSError:
+            return Path(named).resolve()
     try:
         return Path(os.readlink(f"/proc/{pid}/cwd")).resolve()
     except OSError:
@@ -57,11 +74,16 @@ def live_snakemake(directory: Path) -> list[int]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--directory", default=".", help="the run's working directory")
+    ap.add_argument("--directory", default=None,
+                    help="the run's working directory (default: the command's -d, else the current directory)")
     ap.add_argument("command", nargs=argparse.REMAINDER, help="-- the snakemake command of the run")
     args = ap.parse_args()
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    directory = Path(args.directory)
+    named = command_directory(command)
+    directory = Path(named or args.directory or ".")
+    if args.directory and named and Path(args.directory).resolve() != Path(named).resolve():
+        print(f"--directory {args.directory} differs from the command's own -d {named}; using {named}",
+              file=sys.stderr)
     locks = sorted((directory / ".snakemake" / "locks").glob("*.lock"))
     if not locks:
         return 0
@@ -73,7 +95,8 @@ def main() -> int:
         print("a stale lock, but no snakemake command to unlock with", file=sys.stderr)
         return 1
     print(f"{directory.resolve()}: lock left by a run that is no longer alive; unlocking", file=sys.stderr)
-    return subprocess.run([*command, "--unlock"], cwd=directory).returncode
+    unlock = [*command, "--unlock"] + ([] if named else ["-d", str(directory)])
+    return subprocess.run(unlock).returncode
 
 
 if __name__ == "__main__":

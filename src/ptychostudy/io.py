@@ -42,10 +42,20 @@ def atomic_path(path: str | os.PathLike, suffix: str = ""):
         yield tmp
         # mkstemp creates 0600; give the result the permissions a plain open() would (umask)
         os.chmod(tmp, 0o666 & ~_UMASK)
+        _fsync(tmp)  # the bytes reach the disk before the name does: a power loss leaves no empty file
         os.replace(tmp, path)
+        _fsync(path.parent)  # and the rename itself is durable
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _fsync(path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def save_npz(path: str | os.PathLike, **arrays) -> None:
@@ -59,6 +69,62 @@ def save_npz(path: str | os.PathLike, **arrays) -> None:
     with atomic_path(path, ".npz") as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **clean)
+
+
+class NpzWriter:
+    """An uncompressed NPZ written member by member; a large array can be streamed in row blocks.
+
+    ``with npz_writer(path) as w: w.add("x", x); with w.stream("diffraction", shape, dtype) as put:
+    put(block)`` writes exactly what ``np.savez`` would (``np.load`` and :func:`read_npz_rows`
+    read it), but a streamed array is never held whole: memory is one block.
+    """
+
+    def __init__(self, zf: zipfile.ZipFile, path):
+        self._zf, self._path, self._keys = zf, path, set()
+
+    def _member(self, key: str):
+        if key in self._keys:
+            raise ValueError(f"{self._path}: key '{key}' written twice")
+        self._keys.add(key)
+        return self._zf.open(key + ".npy", "w", force_zip64=True)
+
+    def add(self, key: str, value) -> None:
+        arr = np.asarray(value)
+        if arr.dtype == object:
+            raise TypeError(f"{self._path}: key '{key}' would need pickling (dtype object)")
+        with self._member(key) as fh:
+            np.lib.format.write_array(fh, arr, allow_pickle=False)
+
+    @contextlib.contextmanager
+    def stream(self, key: str, shape: tuple, dtype):
+        """Yield ``put(block)``: blocks of rows, in order, that together fill ``shape``."""
+        dtype = np.dtype(dtype)
+        shape = tuple(int(s) for s in shape)
+        row = int(np.prod(shape[1:], dtype=np.int64))
+        written = 0
+        with self._member(key) as fh:
+            header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+            np.lib.format.write_array_header_2_0(fh, header)
+
+            def put(block):
+                nonlocal written
+                block = np.ascontiguousarray(block, dtype=dtype)
+                if block.shape[1:] != shape[1:] or written + block.shape[0] > shape[0]:
+                    raise ValueError(f"{self._path}: block of shape {block.shape} does not fit key '{key}' {shape}")
+                fh.write(block.reshape(-1, row).tobytes() if row else b"")
+                written += block.shape[0]
+
+            yield put
+        if written != shape[0]:
+            raise ValueError(f"{self._path}: key '{key}' got {written} of {shape[0]} rows")
+
+
+@contextlib.contextmanager
+def npz_writer(path: str | os.PathLike):
+    """An :class:`NpzWriter` on a temporary file that becomes ``path`` only if the block succeeds."""
+    with atomic_path(path, ".npz") as tmp:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+            yield NpzWriter(zf, path)
 
 
 def save_json(path: str | os.PathLike, obj) -> None:
