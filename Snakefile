@@ -19,8 +19,9 @@ wildcard_constraints:
     dose=r"\d+",
     view="|".join(VIEWS),
     split="|".join(SPLITS),
-    model="pinn|baseline",
+    model="|".join(NETWORKS),
     chunk=r"\d{4}",
+    seed=r"\d+",
 
 
 include: "workflow/rules/simulate.smk"

@@ -21,14 +21,14 @@ def tiny_cfg() -> dict:
 
 @pytest.fixture(scope="session")
 def tiny_phase_c(tmp_path_factory):
-    """Phase C files of the tiny config at dose 1e5: {'train': path, 'test': path, 'plan': plan}."""
-    from ptychostudy.config import build_plan
+    """Phase C files of the tiny config at dose 1e5: {split: path for each split, 'plan': plan}."""
+    from ptychostudy.config import SPLITS, build_plan
     from ptychostudy.dataset import write_phase_c
 
     plan = build_plan(yaml.safe_load(TINY.read_text()))
     d = tmp_path_factory.mktemp("phase_c")
-    paths = {"train": d / "train.npz", "test": d / "test.npz"}
-    write_phase_c(plan, 100000, paths)
+    paths = {s: d / f"{s}.npz" for s in SPLITS}
+    write_phase_c(plan.geometry, 100000, paths)
     return {**paths, "plan": plan}
 
 

@@ -200,7 +200,7 @@ def test_corrupt_chunk_stops_training_without_a_model(model_and_chunk, tmp_path)
     cut = tmp_path / "chunk_0000.npz"
     cut.write_bytes(good.read_bytes()[:5000])
     out = tmp_path / "m"
-    res = run_script("train_model.py", tmp_path, check=False, input={"chunks": [str(cut)]},
+    res = run_script("train_model.py", tmp_path, check=False, input={"chunks": [str(cut)], "validation": [str(good)]},
                      output={"model": str(out / "model.keras"), "history": str(out / "history.csv"),
                              "curve": str(out / "loss.png")},
                      params={"training": {"epochs": 1, "batch_size": 4, "learning_rate": 1e-3, "patience": 1,

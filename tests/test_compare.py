@@ -15,10 +15,11 @@ from ptychostudy.compare import (
 from ptychostudy.io import DataError, load_npz, save_npz
 from ptychostudy.patches import fourier_shift
 from ptychostudy.simulate import make_object
-from ptychostudy.summary import collect_metrics, markdown_table, summarize
+from ptychostudy.summary import collect_metrics, markdown_table, replicate_stats, summarize
 
 L = 112
-EXTRA = {"wall_time_s", "offset_dy", "offset_dx", "scale", "phase_offset", "counts_ratio"}
+EXTRA = {"wall_time_s", "offset_dy", "offset_dx", "offset_rejected", "measured_dy", "measured_dx", "scale",
+         "phase_offset", "counts_ratio"}
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +39,8 @@ def arms_for(truth, seed=0):
 
 def test_compare_cell_is_tidy_and_complete(truth):
     region = (slice(30, 80), slice(25, 90))
-    table, aligned, frc = compare_cell(truth, region, arms_for(truth), 1000, "dense", "test")
-    assert list(table.columns) == METRIC_COLUMNS
+    table, aligned, frc = compare_cell(truth, region, arms_for(truth), 1000, "dense", "test", seed=11)
+    assert list(table.columns) == METRIC_COLUMNS and (table.seed == 11).all()
     assert set(table.model) == {"pinn", "ptychi", TRIVIAL}
     assert set(table.metric) == set(M.METRIC_NAMES) | EXTRA
     counts = table.groupby(["model", "metric"]).size()
@@ -49,6 +50,8 @@ def test_compare_cell_is_tidy_and_complete(truth):
     assert v.loc[("ptychi", "wall_time_s"), "amplitude"] == 30.0
     assert v.loc[("ptychi", "offset_dy"), "phase"] == pytest.approx(0.6, abs=0.05)
     assert v.loc[("ptychi", "offset_dx"), "phase"] == pytest.approx(-0.4, abs=0.05)
+    assert v.loc[("ptychi", "offset_rejected"), "phase"] == 0.0
+    assert v.loc[("ptychi", "measured_dy"), "phase"] == v.loc[("ptychi", "offset_dy"), "phase"]
     assert np.isnan(v.loc[("pinn", "scale"), "phase"]) and np.isnan(v.loc[("pinn", "phase_offset"), "amplitude"])
     assert v.loc[("pinn", "counts_ratio"), "phase"] == 1.02 and np.isnan(v.loc[("ptychi", "counts_ratio"), "amplitude"])
     for arm in ("pinn", "ptychi"):  # every arm beats the trivial reference on phase SSIM
@@ -81,31 +84,42 @@ def write_cell(tmp_path, truth, dose, view, split):
 def test_compare_split_files_and_summary(tmp_path, truth):
     cells, metric_paths, aligned_paths = [], [], []
     for dose in (1000, 100000):
-        for split in ("train", "test"):
-            phase_c, groups, arm_paths, out = write_cell(tmp_path, truth, dose, "dense", split)
-            table = compare_split_files(phase_c, groups, arm_paths, out["metrics"], out["aligned"],
-                                        out["frc"], out["figure"], dose=dose, view="dense", split=split)
-            for f in out.values():
-                assert f.is_file()
-            back = pd.read_csv(out["metrics"])
-            assert list(back.columns) == METRIC_COLUMNS and len(back) == len(table)
-            a = load_npz(out["aligned"], required=("truth", "crop", "models"))
-            assert set(a["models"].tolist()) == {"pinn", "ptychi", TRIVIAL}
-            assert a["object_pinn"].shape == a["truth"].shape
-            cells.append(f"{dose}/dense/{split}")
-            metric_paths.append(out["metrics"])
-            aligned_paths.append(out["aligned"])
+        for view in ("dense", "sparse"):
+            for split in ("train", "test"):
+                for seed in (7, 11):
+                    phase_c, groups, arm_paths, out = write_cell(tmp_path / f"seed_{seed}", truth, dose, view, split)
+                    table = compare_split_files(phase_c, groups, arm_paths, out["metrics"], out["aligned"],
+                                                out["frc"], out["figure"], dose=dose, view=view, split=split,
+                                                seed=seed)
+                    for f in out.values():
+                        assert f.is_file()
+                    back = pd.read_csv(out["metrics"])
+                    assert list(back.columns) == METRIC_COLUMNS and len(back) == len(table)
+                    a = load_npz(out["aligned"], required=("truth", "crop", "models"))
+                    assert set(a["models"].tolist()) == {"pinn", "ptychi", TRIVIAL}
+                    assert a["object_pinn"].shape == a["truth"].shape and int(a["seed"]) == seed
+                    cells.append(f"dose_{dose}/{view}/{split}/seed_{seed}")
+                    metric_paths.append(out["metrics"])
+                    aligned_paths.append(out["aligned"])
 
     s = tmp_path / "summary"
-    outs = [s / "metrics.csv", s / "phase.png", s / "amplitude.png", s / "montage.png", s / "summary.md"]
-    table = summarize(metric_paths, aligned_paths, cells, *outs)
-    for f in outs:
+    outputs = {k: s / f for k, f in (("table", "metrics.csv"), ("stats", "stats.csv"), ("differences", "diff.csv"),
+                                     ("views", "views.csv"), ("phase_plot", "phase.png"),
+                                     ("amplitude_plot", "amplitude.png"), ("montage", "montage.png"),
+                                     ("markdown", "summary.md"))}
+    table = summarize(metric_paths, aligned_paths, cells, outputs)
+    for f in outputs.values():
         assert f.is_file()
     assert len(table) == sum(len(pd.read_csv(p)) for p in metric_paths)
-    assert set(table.dose) == {1000, 100000}
-    md = outs[-1].read_text()
+    assert set(table.dose) == {1000, 100000} and set(table.seed) == {7, 11}
+    stats = pd.read_csv(outputs["stats"])
+    assert (stats.n == 2).all()
+    diff = pd.read_csv(outputs["differences"])
+    assert {"pinn − ptychi", "dense − sparse"} <= set(diff.comparison)
+    md = outputs["markdown"].read_text()
     assert "| dose | view | split | model | phase SSIM" in md
     assert md.count("| 1000 | dense | test |") == 3  # pinn, ptychi, trivial
+    assert "margin" in md and "PtychoPINN − flat" in md and "95 % interval" in md
 
 
 def test_arm_with_wrong_shape_names_file(tmp_path, truth):
@@ -123,7 +137,7 @@ def test_markdown_and_collect(tmp_path, truth):
     table.to_csv(p, index=False)
     back = collect_metrics([p])
     assert list(back.model.unique()) == ["pinn", "ptychi", TRIVIAL]
-    md = markdown_table(back)
+    md = markdown_table(replicate_stats(back))
     assert md.splitlines()[0].startswith("| dose | view | split | model |")
     assert len(md.splitlines()) == 2 + 3
     bad = tmp_path / "bad.csv"

@@ -30,8 +30,11 @@ def test_study_config_is_the_full_design():
     plan = check(cfg)
     assert plan.doses == (1000, 10000, 100000) and plan.N == 128 and plan.neighbor_count == 7
     assert cfg["views"]["dense"]["overlap"] == 0.7 and cfg["views"]["sparse"]["overlap"] == 0.2
-    assert cfg["seeds"] == {"simulation": 42, "grouping": 123, "subsampling": 456, "training": 7}
-    assert plan.views["dense"].n_positions("test") > 1000  # thousands of positions per split
+    assert cfg["seeds"] == {"simulation": 42, "grouping": 123, "subsampling": 456}
+    assert len(plan.replicates) == 3  # the study measures its spread across training seeds
+    for view in plan.views.values():  # thousands of positions per split, the same in every view
+        assert view.n_positions("test") == plan.views["dense"].n_positions("test") > 5000
+    assert plan.n_chunks("dense", "test") >= 2  # a split is several chunk jobs
 
 
 @pytest.mark.parametrize(
@@ -46,6 +49,12 @@ def test_study_config_is_the_full_design():
         (lambda c: c["views"]["sparse"].update(overlap=-0.1), "overlap"),
         (lambda c: c.update(models=["pinn", "ptychonn"]), "ptychonn"),
         (lambda c: c.pop("seeds"), "seeds"),
+        (lambda c: c.update(replicates=[]), "replicates"),
+        (lambda c: c.update(replicates=[7, 7]), "replicates"),
+        (lambda c: c["scan"].pop("grid"), "grid"),
+        (lambda c: c["n_groups"].update(validation=0), "validation"),
+        (lambda c: c.update(object={"size": 20}), "object.size"),
+        (lambda c: c["ptychi"].update(noise_model="laplace"), "laplace"),
     ],
 )
 def test_bad_config_names_the_key(tiny_cfg, edit, key):

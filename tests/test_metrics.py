@@ -75,10 +75,43 @@ def test_registration_recovers_subpixel_shift(truth):
     assert values["phase"]["ssim"] > 0.98 and values["amplitude"]["ssim"] > 0.98
 
 
-def test_large_shift_is_not_applied(truth):
+def test_large_shift_is_not_applied_and_is_recorded(truth):
     moved = fourier_shift(truth[None].astype(np.complex128), np.array([[0.0, 12.0]]))[0]
     a = M.align(moved, truth, REGION, max_shift=8.0)
     assert a.shift_rejected and a.offset == (0.0, 0.0)
+    assert a.measured[0] == pytest.approx(-12.0, abs=0.1)  # what it measured, though not applied
+
+
+@pytest.mark.parametrize("c_truth, c_recon", [(0.7, 0.0), (0.0, -2.0), (2.5, 1.1), (np.pi, -np.pi / 2), (-3.0, 3.0)])
+def test_no_metric_depends_on_the_absolute_phase(truth, c_truth, c_recon):
+    """A constant added to the truth's phase, and another to the reconstruction's, changes every
+    metric by less than 1e-9 (complex128 inputs: the pipeline's own rounding is not the question)."""
+    t = truth.astype(np.complex128)
+    r = noisy(truth, 0.1).astype(np.complex128) * np.exp(0.3j * np.cos(np.arange(L) / 9.0))[None, :]
+    r = fourier_shift(r[None], np.array([[0.4, -0.3]]))[0]
+
+    def score(t, r):
+        values, curves = M.evaluate(M.align(r, t, REGION))
+        return values, curves
+
+    base, base_curves = score(t, r)
+    moved, moved_curves = score(t * np.exp(1j * c_truth), r * np.exp(1j * c_recon))
+    for comp in M.COMPONENTS:
+        for k, v in base[comp].items():
+            assert moved[comp][k] == pytest.approx(v, abs=1e-9), (comp, k)
+        np.testing.assert_allclose(moved_curves[comp][1], base_curves[comp][1], atol=1e-9)
+    # the flat object too
+    flat, _ = score(t, np.ones_like(t))
+    flat2, _ = score(t * np.exp(1j * c_truth), np.ones_like(t) * np.exp(1j * c_recon))
+    assert flat2["phase"]["ssim"] == pytest.approx(flat["phase"]["ssim"], abs=1e-9)
+
+
+def test_phase_images_are_shifted_so_the_truth_minimum_is_zero(truth):
+    r, t = M.components(noisy(truth, 0.05), truth)["phase"]
+    assert t.min() == pytest.approx(0.0, abs=1e-12)
+    # the difference is the wrapped phase error, whatever the frame
+    err = np.angle(noisy(truth, 0.05).astype(np.complex128) * np.conj(truth.astype(np.complex128)))
+    np.testing.assert_allclose(r - t, err, atol=1e-9)
 
 
 def test_trivial_scores_worse_than_noisy_but_good(truth):

@@ -263,6 +263,76 @@ def test_early_stopping_restores_the_best_epoch():
     assert float(model.weights[0].numpy().ravel()[0]) == pytest.approx(w0 - 0.3, abs=0.02)
 
 
+def test_validation_loss_selects_the_epoch_and_stops_early():
+    """The training loss keeps falling, the validation loss bottoms out at epoch 3: the weights
+    of epoch 3 are kept, and training stops `patience` epochs later."""
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, use_bias=False)])
+    w = model.weights[0]
+    snapshots = []  # the weight at the end of each epoch
+    val = iter([5.0, 4.0, 3.0, 3.5, 3.2, 9.0, 9.0])
+
+    def validate():
+        snapshots.append(float(w.numpy().ravel()[0]))
+        return next(val)
+
+    ds = tf.data.Dataset.from_tensor_slices({"diffraction": np.ones((4, 1), np.float32)}).batch(2)
+
+    # a loss with a gradient: the weight moves every step, so each epoch's weights differ
+    def moving_loss(batch, training):
+        return tf.reduce_sum(w) * 1.0, {}
+
+    cfg = TrainingConfig.from_dict(dict(TRAINING, epochs=20, learning_rate=0.1, patience=2))
+    hist = fit(model, ds, moving_loss, cfg, validate=validate)
+    assert [r["epoch"] for r in hist] == [1, 2, 3, 4, 5]
+    assert [r["selected"] for r in hist] == [False, False, True, False, False]
+    assert float(w.numpy().ravel()[0]) == pytest.approx(snapshots[2], abs=1e-7)
+    assert [r["steps"] for r in hist] == [2, 4, 6, 8, 10] and hist[-1]["samples"] == 20
+    assert [r["val_loss"] for r in hist] == [5.0, 4.0, 3.0, 3.5, 3.2]
+
+
+def test_training_records_the_validation_loss_of_every_epoch(chunk_paths, tmp_path):
+    out = tmp_path / "pinn"
+    res = train_model("pinn", chunk_paths[:2], dict(TRAINING, epochs=3), {"filters": 4}, out / "model.keras",
+                      out / "history.csv", out / "loss.png", validation_paths=chunk_paths[2:])
+    hist = pd.read_csv(out / "history.csv")
+    assert {"val_loss", "val_loss_truth", "val_loss_flat", "val_gap_closed", "steps", "selected"} <= set(hist.columns)
+    assert hist["val_loss"].notna().all() and hist["selected"].sum() == 1
+    kept = hist[hist["selected"]].iloc[0]
+    assert kept["val_loss"] == hist["val_loss"].min() and res["selected_epoch"] == kept["epoch"]
+    # the validation pass is the loss of the validation groups, unshuffled and unaugmented
+    model = keras.models.load_model(out / "model.keras")
+    ds, info = mdata.make_dataset(chunk_paths[2:], "pinn", N, 4, 64, shuffle=False)
+    total = sum(float(make_loss("pinn", model)(b, False)[0]) * int(b["diffraction"].shape[0]) for b in ds)
+    assert total / info["n_samples"] == pytest.approx(kept["val_loss"], rel=1e-5)
+
+
+def test_evaluation_stream_is_every_sample_once_in_file_order(chunk_paths, chunks):
+    ds, info = mdata.make_dataset(chunk_paths, "pinn", N, 4, batch_size=5, shuffle=False, augment=(0, 1, 2))
+    got = np.concatenate([b["diffraction"].numpy() for b in ds])
+    np.testing.assert_array_equal(got, np.concatenate([c["diffraction"] for c in chunks]))
+
+
+def test_dihedral_augmentation_needs_a_symmetric_probe(chunks):
+    from ptychostudy.models.train import augmentation
+
+    probe = chunks[0]["probeGuess"]
+    assert len(augmentation("dihedral", probe, "pinn")) == 8
+    lopsided = probe * np.exp(1j * np.linspace(0, 1, N))[None, :] * np.linspace(1, 2, N)[:, None]
+    with pytest.raises(ConfigError, match=r"'pinn.augment'.*'training.augment'.*'none'"):
+        augmentation("dihedral", lopsided, "pinn")
+    assert augmentation("none", lopsided) == (0,)
+
+
+def test_inference_checks_that_the_offsets_fit_the_trained_canvas(chunks, tmp_path):
+    model = _pinn(chunks)  # canvas pad 8 px
+    model.save(tmp_path / "m.keras")
+    far = dict(chunks[0], coords_relative=chunks[0]["coords_relative"] * 4.0)  # members ~10 px out
+    save_npz(tmp_path / "chunk_0000.npz", **far)
+    with pytest.raises(DataError, match=r"chunk_0000.npz: key 'coords_relative'.*holds offsets up to 8 px"):
+        infer_chunk_file(tmp_path / "m.keras", tmp_path / "chunk_0000.npz", tmp_path / "out.npz")
+    assert not (tmp_path / "out.npz").exists()
+
+
 def test_inference_rejects_a_chunk_of_another_size(chunks, tmp_path):
     model = _pinn(chunks)
     model.save(tmp_path / "m.keras")
@@ -299,12 +369,12 @@ def test_workflow_scripts_train_and_infer(chunk_paths, tmp_path):
     out = tmp_path / "pinn"
     log = run_script(
         "train_model.py", tmp_path,
-        input={"chunks": chunk_paths[:1]},
+        input={"chunks": chunk_paths[:1], "validation": chunk_paths[1:2]},
         output={"model": str(out / "model.keras"), "history": str(out / "history.csv"), "curve": str(out / "loss.png")},
         params={"training": dict(TRAINING, epochs=1), "model_cfg": {"filters": 2}},
         wildcards={"model": "pinn"},
     )
-    assert "pinn trained" in log and (out / "model.keras").is_file()
+    assert "pinn trained" in log and "val_loss" in log and (out / "model.keras").is_file()
     pred = tmp_path / "pred" / "chunk_0002.npz"
     log = run_script(
         "infer_chunk.py", tmp_path,

@@ -13,7 +13,7 @@ import yaml
 
 from conftest import ROOT, TINY, run_snakemake
 from ptychostudy import io
-from ptychostudy.config import build_plan
+from ptychostudy.config import SCORED_SPLITS, build_plan
 
 PLAN = build_plan(yaml.safe_load(TINY.read_text()))
 RUN_DEPENDENT = {"wall_time_s"}
@@ -27,7 +27,7 @@ def chunk_predictions(work):
 def comparable_metrics(work):
     table = pd.read_csv(work / "results" / "summary" / "metrics.csv")
     table = table[~table.metric.isin(RUN_DEPENDENT)]
-    return table.sort_values(["dose", "view", "split", "model", "metric"]).reset_index(drop=True)
+    return table.sort_values(["dose", "view", "split", "seed", "model", "metric"]).reset_index(drop=True)
 
 
 def job_counts(text):
@@ -51,8 +51,8 @@ def interrupted_run(tmp_path_factory):
     work = tmp_path_factory.mktemp("interrupted")
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(work),
            "--configfile", str(TINY), "--cores", "2", "--resources", "gpu=1"]
-    total = sum(len(PLAN.chunk_ids(v, s)) for v in PLAN.view_names for s in ("train", "test"))
-    total *= len(PLAN.doses) * len(PLAN.nn_models)
+    total = sum(len(PLAN.chunk_ids(v, s)) for v in PLAN.view_names for s in SCORED_SPLITS)
+    total *= len(PLAN.doses) * len(PLAN.nn_models) * len(PLAN.replicates)
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     deadline = time.monotonic() + 1800
@@ -94,8 +94,8 @@ def test_resume_runs_only_the_unfinished_chunk_jobs(interrupted_run):
 
 def test_interrupted_run_ends_with_the_uninterrupted_metrics(interrupted_run, tiny_run):
     got, want = comparable_metrics(interrupted_run["work"]), comparable_metrics(tiny_run)
-    pd.testing.assert_frame_equal(got[["dose", "view", "split", "model", "metric"]],
-                                  want[["dose", "view", "split", "model", "metric"]])
+    pd.testing.assert_frame_equal(got[["dose", "view", "split", "seed", "model", "metric"]],
+                                  want[["dose", "view", "split", "seed", "model", "metric"]])
     for col in ("amplitude", "phase"):
         np.testing.assert_allclose(got[col].to_numpy(float), want[col].to_numpy(float),
                                    rtol=1e-4, atol=1e-6, equal_nan=True, err_msg=col)
@@ -120,14 +120,14 @@ def test_corrupt_chunk_stops_its_job_naming_file_and_key(tiny_run, tmp_path):
     work = tmp_path / "copy"
     shutil.copytree(tiny_run, work, symlinks=True, ignore=shutil.ignore_patterns(".snakemake"))
     view, split, model = PLAN.view_names[0], "test", PLAN.nn_models[0]
-    dose = PLAN.doses[0]
+    dose, seed = PLAN.doses[0], PLAN.replicates[0]
     chunk = work / f"results/phase_d/dose_{dose}/{view}/{split}/chunks/chunk_0000.npz"
-    pred = work / f"results/inference/dose_{dose}/{view}/{split}/{model}/chunk_0000.npz"
+    pred = work / f"results/inference/dose_{dose}/{view}/{split}/{model}/seed_{seed}/chunk_0000.npz"
     chunk.write_bytes(chunk.read_bytes()[: chunk.stat().st_size // 3])
     pred.unlink()
     res = run_snakemake(work, str(pred.relative_to(work)), check=False)
     assert res.returncode != 0
-    log = (work / f"logs/inference/dose_{dose}/{view}/{split}/{model}/chunk_0000.log").read_text()
+    log = (work / f"logs/inference/dose_{dose}/{view}/{split}/{model}/seed_{seed}/chunk_0000.log").read_text()
     assert str(chunk.name) in log and ("truncated" in log or "corrupt" in log)
     assert not pred.exists()
 
@@ -138,18 +138,18 @@ def test_dropped_predictions_keep_the_exact_merge_and_resume(tiny_run, tmp_path)
     merges resumes without recomputing the deleted chunks."""
     cfg = yaml.safe_load(TINY.read_text())
     dose = max(PLAN.doses)
-    cfg.update(doses=[dose], models=["pinn", "baseline"])
+    cfg.update(doses=[dose], models=["pinn", "baseline"], replicates=PLAN.replicates[:1])
     cfg["inference"]["keep_predictions"] = False
     config = tmp_path / "drop.yaml"
     config.write_text(yaml.safe_dump(cfg))
     work = tmp_path / "run"
     view, model = PLAN.view_names[0], "pinn"
-    first = f"results/inference/dose_{dose}/{view}/test/{model}/merged.npz"
+    first = f"results/inference/dose_{dose}/{view}/test/{model}/seed_{PLAN.replicates[0]}/merged.npz"
     run_snakemake(work, first, config=config)  # a run that stops after one split's merge
     assert (work / first).is_file() and not list((work / first).parent.glob("chunk_*.npz"))
     resumed = run_snakemake(work, config=config)
     counts = job_counts(resumed.stdout + resumed.stderr)
-    all_chunks = sum(len(PLAN.chunk_ids(v, s)) for v in PLAN.view_names for s in ("train", "test")) * 2
+    all_chunks = sum(len(PLAN.chunk_ids(v, s)) for v in PLAN.view_names for s in SCORED_SPLITS) * 2
     assert counts.get("infer_chunk") == all_chunks - len(PLAN.chunk_ids(view, "test"))
     assert chunk_predictions(work) == []  # every split merged: no chunk prediction is left
     for merged in sorted((work / "results" / "inference").rglob("merged.npz")):

@@ -137,15 +137,16 @@ SLURM_DOSE = 100000
 def _comparable(csv: Path) -> pd.DataFrame:
     table = pd.read_csv(csv)
     table = table[~table.metric.isin(RUN_DEPENDENT_METRICS)]
-    return table.sort_values(["dose", "view", "split", "model", "metric"]).reset_index(drop=True)
+    return table.sort_values(["dose", "view", "split", "seed", "model", "metric"]).reset_index(drop=True)
 
 
 def test_tiny_workflow_runs_through_sbatch_and_matches_local_run(slurm_cluster, tiny_run, tmp_path):
     work = tmp_path / "slurm_run"
-    # one dose of the tiny study keeps the test short; doses are independent cells, so its
-    # metrics must equal the local run's rows of that dose
+    # one dose and one replicate of the tiny study keep the test short; doses and replicates are
+    # independent cells, so its metrics must equal the local run's rows of that dose and seed
     config = tmp_path / "tiny_one_dose.yaml"
-    config.write_text(yaml.safe_dump({**yaml.safe_load(TINY.read_text()), "doses": [SLURM_DOSE]}))
+    tiny = yaml.safe_load(TINY.read_text())
+    config.write_text(yaml.safe_dump({**tiny, "doses": [SLURM_DOSE], "replicates": tiny["replicates"][:1]}))
     profile = _node_profile(tmp_path / "profile", slurm_cluster["cpus"], slurm_cluster["mem_mb"])
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
     env.pop("CUDA_VISIBLE_DEVICES", None)  # the GPU jobs must get it from SLURM
@@ -231,9 +232,9 @@ def _check_slurm_run(log: str, work: Path, tiny_run: Path, elapsed: float, recor
     # same study result as the local executor (run-dependent rows aside)
     got = _comparable(work / "results" / "summary" / "metrics.csv")
     want = _comparable(tiny_run / "results" / "summary" / "metrics.csv")
-    want = want[want.dose == SLURM_DOSE].reset_index(drop=True)
-    pd.testing.assert_frame_equal(got[["dose", "view", "split", "model", "metric"]],
-                                  want[["dose", "view", "split", "model", "metric"]])
+    want = want[(want.dose == SLURM_DOSE) & want.seed.isin(got.seed.unique())].reset_index(drop=True)
+    pd.testing.assert_frame_equal(got[["dose", "view", "split", "seed", "model", "metric"]],
+                                  want[["dose", "view", "split", "seed", "model", "metric"]])
     # The node may give a job fewer CPUs than the local run used (one on a one-CPU slurmd), and
     # TensorFlow's and torch's float32 reductions are summed in a thread-count dependent order:
     # a CI run differed by 2.5e-6 on a metric of 4.7e-3. The tolerance is float32 noise carried

@@ -30,9 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
 JOB_HEAD = re.compile(r"^(?:local)?rule (\w+):\s*$")
 RESOURCES = re.compile(r"^\s+resources:\s*(.*)$")
@@ -88,10 +87,16 @@ PHASES = ("phase_c", "phase_d", "phase_e", "inference", "phase_f", "phase_g")
 
 
 def split_positions(plan) -> dict:
-    """split -> number of scan positions of the dose's Phase C file (every view's lattice)."""
-    pos, _ = plan.scan_positions()
-    train = int(np.sum(pos[:, 1] < plan.midline))
-    return {"train": train, "test": len(pos) - train}
+    """split -> number of scan positions of the dose's Phase C file (every view's raster)."""
+    from ptychostudy.config import SPLITS
+
+    return {s: sum(v.n_positions(s) for v in plan.views.values()) for s in SPLITS}
+
+
+def ptychi_runs(plan) -> int:
+    """LSQML runs per cell: one, or one per replicate when its noise model is random (common.smk)."""
+    per_replicate = plan.raw.get("ptychi", {}).get("noise_model", "gaussian") != "gaussian"
+    return len(plan.replicates) if per_replicate else 1
 
 
 def disk_estimate(plan, parameters: dict | None = None) -> dict:
@@ -101,65 +106,79 @@ def disk_estimate(plan, parameters: dict | None = None) -> dict:
     float64 coordinates, int64 indices. ``parameters``: model -> parameter count (float32
     weights); without it the models count as 1 MB each. Figures (PNG) are not counted.
     Returns {phase: bytes, "predictions": bytes of all chunk prediction files, "largest_split":
-    bytes of the chunk predictions of the largest split of one model}.
+    bytes of the chunk predictions of the largest split of one model and replicate}.
     """
+    from ptychostudy.config import SCORED_SPLITS, SPLITS
+
     n2, c, size2 = plan.N**2, plan.C, plan.object_size**2
-    per_split = split_positions(plan)
+    doses, reps = len(plan.doses), len(plan.replicates)
     out = dict.fromkeys(PHASES, 0)
-    # Phase C: diffraction, 4 per-position vectors, probe, object, per dose and split
-    for split, n_pos in per_split.items():
-        out["phase_c"] += len(plan.doses) * (n_pos * (4 * n2 + 4 * 8) + 8 * n2 + 8 * size2)
+    # Phase C: diffraction, 4 per-position vectors, probe, and the split's own object, per dose and split
+    for split, n_pos in split_positions(plan).items():
+        out["phase_c"] += doses * (n_pos * (4 * n2 + 4 * 8) + 8 * n2 + 8 * size2)
     preds, largest = 0, 0
     for view, v in plan.views.items():
-        for split in ("train", "test"):
+        for split in SPLITS:
             g = v.n_groups(split)
             groups = v.n_positions(split) * 8 + g * (c * 8 + 8 + 16 + c * 16)
             chunks = g * (12 * n2 * c + c * 16 + 16 + 8 + c * 8) + plan.n_chunks(view, split) * 8 * n2
-            out["phase_d"] += len(plan.doses) * (groups + chunks)
+            out["phase_d"] += doses * (groups + chunks)
+            if split not in SCORED_SPLITS:
+                continue  # validation only chooses: no inference, no LSQML
             pred = g * (8 * n2 * c + c * 16 + 8 + c * 8 + c * 8)
             merged = size2 * (8 + 4)  # complex64 object, float32 weight
             largest = max(largest, pred)
-            preds += len(plan.doses) * len(plan.nn_models) * pred
-            out["inference"] += len(plan.doses) * len(plan.nn_models) * (pred + merged)
+            preds += doses * reps * len(plan.nn_models) * pred
+            out["inference"] += doses * reps * len(plan.nn_models) * (pred + merged)
             if "ptychi" in plan.models:  # object, probe, illumination
-                out["phase_f"] += len(plan.doses) * (8 * size2 + 8 * n2 + 4 * size2)
+                out["phase_f"] += doses * ptychi_runs(plan) * (8 * size2 + 8 * n2 + 4 * size2)
     params = parameters or {}
-    out["phase_e"] = len(plan.doses) * len(plan.views) * sum(4 * params.get(m, 250_000) for m in plan.nn_models)
+    out["phase_e"] = doses * reps * len(plan.views) * sum(4 * params.get(m, 250_000) for m in plan.nn_models)
     return {**out, "predictions": preds, "largest_split": largest}
+
+
+#: a forward pass (the validation loss) costs about this fraction of a training step per sample
+FORWARD_FRACTION = 1 / 3
 
 
 def gpu_hours(plan, costs: dict) -> dict:
     """rule -> (jobs, hours) of the GPU rules at the measured rates ``costs`` (bench_costs.py).
 
-    Training runs at most the configured epochs (early stopping may end it sooner); the
-    Baseline's samples are the train split's member patterns (about one per position).
+    Training runs at most the configured epochs (early stopping on the validation loss may end
+    it sooner), each epoch followed by a forward pass over the validation split; the Baseline's
+    samples are the train split's member patterns (one per position). Everything downstream of
+    training runs once per replicate.
     """
+    from ptychostudy.config import SCORED_SPLITS
+
     raw = plan.raw
     fixed = costs["fixed_s"]
 
     def epochs(model):
         return raw.get(model, {}).get("epochs", raw.get("training", {}).get("epochs", 30))
 
-    cells = len(plan.doses)
+    cells, reps = len(plan.doses), len(plan.replicates)
     out = {}
-    train = {"pinn": sum(v.n_groups("train") for v in plan.views.values()),
-             "baseline": sum(v.n_positions("train") for v in plan.views.values())}
+    samples = {"pinn": lambda v, s: v.n_groups(s), "baseline": lambda v, s: v.n_positions(s)}
     for model in plan.nn_models:
-        work = train[model] * epochs(model) / costs[f"train_{model}_per_s"]
-        out[f"train_{model}"] = (cells * len(plan.views), cells * (work + len(plan.views) * fixed) / 3600)
+        per_epoch = sum(samples[model](v, "train") + FORWARD_FRACTION * samples[model](v, "validation")
+                        for v in plan.views.values())
+        work = per_epoch * epochs(model) / costs[f"train_{model}_per_s"]
+        out[f"train_{model}"] = (cells * reps * len(plan.views), cells * reps * (work + len(plan.views) * fixed) / 3600)
     jobs, secs = 0, 0.0
     for model in plan.nn_models:
         for view, v in plan.views.items():
-            for split in ("train", "test"):
-                jobs += cells * plan.n_chunks(view, split)
-                secs += cells * (plan.n_chunks(view, split) * fixed
-                                 + v.n_groups(split) / costs[f"infer_{model}_groups_per_s"])
+            for split in SCORED_SPLITS:
+                jobs += cells * reps * plan.n_chunks(view, split)
+                secs += cells * reps * (plan.n_chunks(view, split) * fixed
+                                        + v.n_groups(split) / costs[f"infer_{model}_groups_per_s"])
     out["infer_chunk"] = (jobs, secs / 3600)
     if "ptychi" in plan.models:
-        frames = sum(v.n_positions(s) for v in plan.views.values() for s in ("train", "test"))
+        runs = ptychi_runs(plan)
+        frames = sum(v.n_positions(s) for v in plan.views.values() for s in SCORED_SPLITS)
         work = frames * raw.get("ptychi", {}).get("epochs", 50) / costs["lsqml_frames_per_s"]
-        n_jobs = cells * len(plan.views) * 2
-        out["reconstruct_ptychi"] = (n_jobs, (cells * work + n_jobs * fixed) / 3600)
+        n_jobs = cells * len(plan.views) * len(SCORED_SPLITS) * runs
+        out["reconstruct_ptychi"] = (n_jobs, (cells * runs * work + n_jobs * fixed) / 3600)
     return out
 
 
@@ -220,7 +239,6 @@ def main(argv=None) -> int:
         ).stdout
     import yaml
 
-    sys.path.insert(0, str(ROOT / "src"))
     from ptychostudy.config import build_plan
 
     plan = build_plan(yaml.safe_load(Path(args.configfile).read_text()))

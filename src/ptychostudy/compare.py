@@ -6,13 +6,18 @@ A ``trivial`` reference (amplitude 1, phase 0 everywhere) goes through exactly t
 so "beats trivial" is a fair floor for every arm.
 
 ``comparison_metrics.csv`` is tidy, one row per model × metric, columns
-``dose, view, split, model, metric, amplitude, phase``. Besides the image metrics
-(:data:`ptychostudy.metrics.METRIC_NAMES`) every model has the rows
+``dose, view, split, seed, model, metric, amplitude, phase`` (``seed``: the replicate's training
+seed). Besides the image metrics (:data:`ptychostudy.metrics.METRIC_NAMES`) every model has the
+rows
 
 - ``wall_time_s``: reconstruction wall time (prediction for the networks, LSQML for ptychi;
   0 for trivial), the same value in both columns;
 - ``offset_dy``, ``offset_dx``: the registration shift (pixels) applied to the reconstruction,
-  the same value in both columns (the shift is of the complex image);
+  the same value in both columns (the shift is of the complex image); 0 when rejected;
+- ``offset_rejected``: 1 when the registration measured a shift beyond ``max_shift`` and it
+  was not applied, else 0; ``measured_dy``, ``measured_dx``: the shift it measured, applied
+  or not. Positions and probe are known, so an honest reconstruction needs no shift: the
+  summary flags any cell shifted by more than :data:`SHIFT_FLAG_PX` or rejected;
 - ``scale`` (amplitude column only) and ``phase_offset`` (radians, phase column only): the
   global corrections applied before scoring; the other column is NaN;
 - ``counts_ratio``: the median over the split's patterns of the total counts the arm's exported
@@ -35,8 +40,10 @@ from .io import DataError, check_array, load_npz, save_csv, save_figure, save_np
 log = logging.getLogger(__name__)
 
 TRIVIAL = "trivial"
-METRIC_COLUMNS = ["dose", "view", "split", "model", "metric", "amplitude", "phase"]
-FRC_COLUMNS = ["dose", "view", "split", "model", "component", "ring", "frequency", "frc"]
+METRIC_COLUMNS = ["dose", "view", "split", "seed", "model", "metric", "amplitude", "phase"]
+FRC_COLUMNS = ["dose", "view", "split", "seed", "model", "component", "ring", "frequency", "frc"]
+#: a registration shift (pixels, either axis) above this is flagged in the summary
+SHIFT_FLAG_PX = 1.0
 
 
 def trivial_object(shape) -> np.ndarray:
@@ -51,6 +58,7 @@ def compare_cell(
     dose,
     view: str,
     split: str,
+    seed: int = 0,
     **align_kw,
 ) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     """Score each arm ``name -> (object (L, L) complex, wall_time_s[, counts_ratio])`` and the trivial reference.
@@ -63,7 +71,7 @@ def compare_cell(
         models[TRIVIAL] = (trivial_object(truth.shape), 0.0)
     rows, frc_rows = [], []
     aligned = {}
-    cell = {"dose": dose, "view": view, "split": split}
+    cell = {"dose": dose, "view": view, "split": split, "seed": int(seed)}
     for name, (obj, wall, *more) in models.items():
         ratio = float(more[0]) if more else np.nan
         obj = np.asarray(obj)
@@ -71,7 +79,8 @@ def compare_cell(
             raise ValueError(f"arm '{name}': object shape {obj.shape} differs from the ground truth {truth.shape}")
         a = M.align(obj, truth, region, **align_kw)
         if a.shift_rejected:
-            log.warning("arm '%s': registration shift beyond the limit, not applied", name)
+            log.warning("arm '%s': registration measured a shift of %s px, beyond the limit: not applied", name,
+                        np.round(a.measured, 2).tolist())
         values, curves = M.evaluate(a)
         aligned[name] = a.recon
         aligned.setdefault("truth", a.truth)
@@ -83,6 +92,9 @@ def compare_cell(
             ("wall_time_s", float(wall), float(wall)),
             ("offset_dy", a.offset[0], a.offset[0]),
             ("offset_dx", a.offset[1], a.offset[1]),
+            ("offset_rejected", float(a.shift_rejected), float(a.shift_rejected)),
+            ("measured_dy", a.measured[0], a.measured[0]),
+            ("measured_dx", a.measured[1], a.measured[1]),
             ("scale", a.scale, np.nan),
             ("phase_offset", np.nan, a.phase_offset),
             ("counts_ratio", ratio, ratio),
@@ -137,7 +149,7 @@ def load_arm(path, name: str, shape, region=None) -> tuple[np.ndarray, float, fl
 
     NaN/inf inside the scanned ``region`` is an error; outside it (never scored) it is set to 0.
     """
-    d = load_npz(path, required=("object", "wall_time_s"))
+    d = load_npz(path, required=("object", "wall_time_s"), only=("object", "wall_time_s", "counts_ratio"))
     obj = d["object"]
     check_array(path, "object", obj, ndim=2, shape=shape)
     if not np.iscomplexobj(obj):
@@ -171,28 +183,31 @@ def compare_split_files(
     dose,
     view: str,
     split: str,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """Read one cell's ground truth, region and arms; write metrics CSV, aligned NPZ, FRC CSV, figure."""
-    c = load_npz(phase_c_path, required=("objectGuess", "xcoords", "ycoords"))
-    g = load_npz(groups_path, required=("view_index",))
+    keys = ("objectGuess", "xcoords", "ycoords")
+    c = load_npz(phase_c_path, required=keys, only=keys)
+    g = load_npz(groups_path, required=("view_index",), only=("view_index",))
     truth = c["objectGuess"]
     region = view_region(c, g, truth.shape, groups_path)
     arms = {name: load_arm(path, name, truth.shape, region) for name, path in arm_paths.items()}
-    table, aligned, frc = compare_cell(truth, region, arms, dose, view, split)
+    table, aligned, frc = compare_cell(truth, region, arms, dose, view, split, seed)
     models = [k for k in aligned if k not in ("truth", "crop")]
     save_npz(
         aligned_path,
-        truth=aligned["truth"],
+        truth=aligned["truth"].astype(np.complex64),
         crop=aligned["crop"],
+        seed=np.int64(seed),
         models=np.asarray(models, dtype=str),
         dose=np.int64(int(dose)),
         view=np.asarray(view, dtype=str),
         split=np.asarray(split, dtype=str),
-        **{f"object_{k}": aligned[k] for k in models},
+        **{f"object_{k}": aligned[k].astype(np.complex64) for k in models},
     )
     save_csv(metrics_path, table)
     save_csv(frc_path, frc)
-    fig = comparison_figure(aligned, table, f"dose {dose}, {view} view, {split} split")
+    fig = comparison_figure(aligned, table, f"dose {dose}, {view} view, {split} split, training seed {seed}")
     save_figure(figure_path, fig, dpi=110)
     phase_ssim = table[table.metric == "ssim"].set_index("model")["phase"].round(3).to_dict()
     log.info("dose %s %s %s: region %s, phase SSIM %s", dose, view, split, aligned["crop"].tolist(), phase_ssim)

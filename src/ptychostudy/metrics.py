@@ -14,12 +14,16 @@ Every arm is treated identically (DESIGN §4):
 3. remove the global phase offset ``arg Σ truth·conj(recon)``;
 4. match the amplitude scale by least squares, ``s = Σ|t||r| / Σ|r|²``.
 
-Phase convention: the reconstruction's phase is taken *relative to the ground truth*,
-``φ_r = φ_t + wrap(arg r − φ_t)``, i.e. the error is the phase difference wrapped into
-(−π, π]. A phase is only defined modulo 2π, so this is the physical error, and it needs no
-unwrapping of the (noisy) reconstruction. The ground-truth phase itself is unwrapped
-(:func:`skimage.restoration.unwrap_phase`) only if it contains 2π jumps; the synthetic objects
-of this study do not.
+Phase convention (the absolute phase of an object is not measurable, so no metric may depend
+on it): the ground-truth phase is taken relative to the phase of its own mean,
+``φ_t = arg(t · e^{−i·arg Σt})``, unwrapped (:func:`skimage.restoration.unwrap_phase`) only if
+it has 2π jumps (the synthetic objects do not); the reconstruction's phase is taken *relative
+to the ground truth*, ``φ_r = φ_t + wrap(arg r − arg t)``, i.e. the error is the phase
+difference wrapped into (−π, π], which needs no unwrapping of the (noisy) reconstruction; then
+**both images are shifted so that the truth's minimum is 0** (the usual image convention for
+SSIM's luminance term, whose value depends on the images' absolute level). A constant added to
+the truth's phase, or to the reconstruction's, changes no metric (tests/test_metrics.py: within
+1e-9). The alignment is carried in complex128 up to the metrics for that reason.
 
 SSIM follows Wang et al. (2004): Gaussian window σ = 1.5 (11 × 11), population covariance,
 K1 = 0.01, K2 = 0.03, ``data_range`` = range of the ground truth (also the PSNR peak).
@@ -79,13 +83,14 @@ METRIC_NAMES = (
 class Alignment:
     """A reconstruction registered to the ground truth over the same crop."""
 
-    recon: np.ndarray  # aligned reconstruction, complex64 (h, w)
-    truth: np.ndarray  # ground-truth crop, complex64 (h, w)
-    offset: tuple  # (dy, dx) pixels: the shift applied to the reconstruction
+    recon: np.ndarray  # aligned reconstruction, complex128 (h, w)
+    truth: np.ndarray  # ground-truth crop, complex128 (h, w)
+    offset: tuple  # (dy, dx) pixels: the shift applied to the reconstruction (0 when rejected)
     scale: float  # amplitude scale applied to the reconstruction
     phase_offset: float  # radians added to the reconstruction's phase
     crop: tuple  # (y0, y1, x0, x1) of the aligned images in object pixels
     shift_rejected: bool = False  # registration exceeded max_shift and was not applied
+    measured: tuple = (0.0, 0.0)  # (dy, dx) the registration measured, applied or not
 
 
 def region_slices(region, shape=None) -> tuple[slice, slice]:
@@ -164,13 +169,15 @@ def align(
     h, w = t.shape
 
     rejected = False
+    measured = np.zeros(2)
     if np.any(r != 0) and np.ptp(np.abs(r)) + np.ptp(np.angle(r)) > 0:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             # apodise both crops so their edges do not pull the correlation peak towards 0
             apod = np.outer(tukey(h, REGISTRATION_TAPER), tukey(w, REGISTRATION_TAPER))
-            shift, _, _ = phase_cross_correlation(t * apod, r * apod, upsample_factor=upsample_factor)
-        shift = np.asarray(shift, dtype=np.float64)
+            measured, _, _ = phase_cross_correlation(t * apod, r * apod, upsample_factor=upsample_factor)
+        measured = np.asarray(measured, dtype=np.float64)
+        shift = measured
         if not np.all(np.isfinite(shift)) or np.any(np.abs(shift) > max_shift):
             shift, rejected = np.zeros(2), True
     else:  # a flat image has no structure to register
@@ -190,19 +197,23 @@ def align(
     scale = float(np.sum(np.abs(t) * np.abs(r)) / denom) if denom > 0 else 1.0
     r = r * scale
     return Alignment(
-        recon=r.astype(np.complex64),
-        truth=t.astype(np.complex64),
+        recon=r,
+        truth=t,
         offset=(float(shift[0]), float(shift[1])),
         scale=scale,
         phase_offset=phase_offset,
         crop=(sy.start, sy.stop, sx.start, sx.stop),
         shift_rejected=rejected,
+        measured=(float(measured[0]), float(measured[1])),
     )
 
 
 def truth_phase(truth: np.ndarray) -> np.ndarray:
-    """Phase of the ground truth, unwrapped only if it has 2π jumps between neighbours."""
-    phi = np.angle(truth.astype(np.complex128))
+    """Phase of the ground truth relative to the phase of its mean (so a constant added to it
+    changes nothing), unwrapped only if it has 2π jumps between neighbours."""
+    t = truth.astype(np.complex128)
+    mean = np.sum(t)
+    phi = np.angle(t * (np.conj(mean) / abs(mean)) if abs(mean) > 0 else t)
     jumps = max(
         np.max(np.abs(np.diff(phi, axis=0)), initial=0.0),
         np.max(np.abs(np.diff(phi, axis=1)), initial=0.0),
@@ -215,14 +226,16 @@ def truth_phase(truth: np.ndarray) -> np.ndarray:
 
 
 def components(recon: np.ndarray, truth: np.ndarray) -> dict:
-    """{"amplitude": (recon, truth), "phase": (recon, truth)} as float64 images (see module doc)."""
+    """{"amplitude": (recon, truth), "phase": (recon, truth)} as float64 images (module
+    docstring: the phase pair relative to the truth, shifted so the truth's minimum is 0)."""
     r = recon.astype(np.complex128)
     t = truth.astype(np.complex128)
     phi_t = truth_phase(t)
-    # wrapped difference, relative to the truth (a zero pixel has phase 0, never the truth's)
-    diff = np.mod(np.angle(r) - phi_t + np.pi, 2 * np.pi) - np.pi
-    phi_r = phi_t + diff
-    return {"amplitude": (np.abs(r), np.abs(t)), "phase": (phi_r, phi_t)}
+    # the wrapped difference to the truth; a pixel the reconstruction left at 0 has no phase of
+    # its own: it gets the truth's mean phase (0 in this frame), never the truth's local phase
+    phi_r = np.where(r != 0, phi_t + np.angle(r * np.conj(t)), 0.0)
+    floor = float(phi_t.min())
+    return {"amplitude": (np.abs(r), np.abs(t)), "phase": (phi_r - floor, phi_t - floor)}
 
 
 # ---- scalar metrics -------------------------------------------------------------------------

@@ -284,7 +284,7 @@ def reconstruct(
         "LSQML: %d positions, N=%d, buffer %dx%d at (x0=%d, y0=%d), epochs=%d, batch=%d, refine_probe=%s, device=%s",
         len(positions), n, frame.height, frame.width, frame.x0, frame.y0, epochs, batch_size, refine_probe, dev,
     )
-    intensities = np.square(diffraction_amp.astype(np.float32))
+    intensities = np.square(diffraction_amp, dtype=np.float32)
     with _restore_torch_defaults():
         t0 = time.perf_counter()
         task = build_task(
@@ -319,12 +319,14 @@ def load_split_inputs(phase_c_path, groups_path) -> dict:
 
     Validates with ``ptychostudy.io`` (errors name the file and the key).
     """
-    c = io.load_npz(phase_c_path, required=("diffraction", "xcoords", "ycoords", "probeGuess", "objectGuess"))
-    g = io.load_npz(groups_path, required=("view_index",))
-    diff = c["diffraction"]
-    io.check_array(phase_c_path, "diffraction", diff, dtype=np.float32, ndim=3)
-    n_all, n = diff.shape[0], diff.shape[1]
-    io.check_array(phase_c_path, "diffraction", diff, shape=(None, n, n))
+    keys = ("xcoords", "ycoords", "probeGuess", "objectGuess")
+    c = io.load_npz(phase_c_path, required=keys + ("diffraction",), only=keys)
+    g = io.load_npz(groups_path, required=("view_index",), only=("view_index",))
+    _, shape, dtype = io.npz_member_layout(phase_c_path, "diffraction")
+    empty = np.empty((0,) + shape[1:], dtype)
+    io.check_array(phase_c_path, "diffraction", empty, dtype=np.float32, ndim=3)
+    n_all, n = shape[0], shape[1]
+    io.check_array(phase_c_path, "diffraction", empty, shape=(None, n, n))
     io.check_array(phase_c_path, "probeGuess", c["probeGuess"], ndim=2, shape=(n, n))
     if not np.iscomplexobj(c["probeGuess"]):
         raise io.DataError(f"{phase_c_path}: key 'probeGuess' has dtype {c['probeGuess'].dtype}, expected complex64")
@@ -344,7 +346,7 @@ def load_split_inputs(phase_c_path, groups_path) -> dict:
         )
     if len(np.unique(vi)) != len(vi):
         raise io.DataError(f"{groups_path}: key 'view_index' repeats positions; expected unique indices")
-    amp = diff[vi]
+    amp = io.read_npz_rows(phase_c_path, "diffraction", vi)  # the view's rows only, not the split
     io.check_amplitudes(phase_c_path, "diffraction", amp)
     positions = np.stack([c["xcoords"][vi], c["ycoords"][vi]], axis=1).astype(np.float64)
     if not np.all(np.isfinite(positions)):
@@ -366,6 +368,7 @@ def reconstruct_split(
     epochs: int,
     batch_size: int,
     refine_probe: bool = False,
+    noise_model: str = "gaussian",
     seed: int = 0,
     threads: int = 1,
     device: str = "auto",
@@ -381,13 +384,13 @@ def reconstruct_split(
     res = reconstruct(
         inp["diffraction"], inp["positions"], inp["probe"], inp["object_shape"],
         epochs=epochs, batch_size=batch_size, seed=seed, refine_probe=refine_probe,
-        threads=threads, device=device,
+        threads=threads, device=device, noise_model=noise_model,
     )
     res["n_positions"] = len(inp["positions"])
     res["epochs"] = int(epochs)
     if out_path is not None:
         write_reconstruction(out_path, res, view_index=inp["view_index"], batch_size=batch_size,
-                             refine_probe=refine_probe, seed=seed)
+                             refine_probe=refine_probe, noise_model=noise_model, seed=seed)
     return res
 
 

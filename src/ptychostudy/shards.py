@@ -64,14 +64,26 @@ def make_groups(
         gridsize=np.int64(gridsize),
         neighbor_count=np.int64(k),
     )
-    overlap = geometry.measured_overlap(pos[vidx], float(phase_c["probe_diameter"]))
-    overlap["n_groups"] = int(len(members))
+    diameter = float(phase_c["probe_diameter"])
+    overlap = geometry.measured_overlap(pos[vidx], diameter)
+    overlap.update(
+        n_patterns=int(len(vidx)),
+        n_groups=int(len(members)),
+        photons_per_px2=geometry.fluence_per_area(pos[vidx], float(phase_c["dose"])) if "dose" in phase_c else None,
+        group_footprint_overlap=geometry.footprint_overlap_fraction(g["coords_relative"], diameter),
+        max_member_offset_px=float(np.abs(g["coords_relative"]).max()) if len(members) else 0.0,
+    )
     return groups, overlap
 
 
 def write_groups(phase_c_path, groups_path, overlap_path, view, gridsize, k, n_groups, seeds, what="n_groups"):
-    """Phase D, file level: read the split's positions, group, write groups.npz and overlap.json."""
-    keys = ("xcoords", "ycoords", "lattice", "view_names", "probe_diameter")
+    """Phase D, file level: read the split's positions, group, write groups.npz and overlap.json.
+
+    ``overlap.json`` describes the view's data: measured linear (and disc-area) overlap to the
+    nearest neighbour, patterns, groups, photons per object pixel², the fraction of group members
+    whose probe footprint overlaps another member's, and the largest member offset.
+    """
+    keys = ("xcoords", "ycoords", "lattice", "view_names", "probe_diameter", "dose")
     phase_c = io.load_npz(phase_c_path, required=keys, only=keys)
     groups, overlap = make_groups(phase_c, view, gridsize, k, n_groups, seeds, what, phase_c_path)
     overlap.update(view=view)

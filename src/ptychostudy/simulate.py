@@ -50,24 +50,78 @@ def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], sigma: float
     return field / field.std()
 
 
-def make_object(size: int, seed: int) -> np.ndarray:
-    """A synthetic complex object (size × size) with detail at many scales.
+#: kinds of resolution target the object generator draws from (:func:`resolution_targets`)
+TARGET_KINDS = ("star", "bars", "rings", "ellipse")
 
-    Phase: a multi-scale Gaussian random field plus a Siemens star (fine radial detail up to
-    the pixel scale at its centre); amplitude in (0, 1]: a smooth random field with the star
-    imprinted as absorption. Deterministic under ``seed``.
+
+def _target(kind: str, u: np.ndarray, v: np.ndarray, radius: float, rng: np.random.Generator) -> np.ndarray:
+    """Indicator of one target in its own rotated frame (u, v pixels from its centre)."""
+    r = np.hypot(u, v)
+    if kind == "star":  # Siemens star: every orientation, periods from the pixel scale up
+        spokes = int(rng.integers(6, 25))
+        return (np.cos(spokes * np.arctan2(v, u)) > 0) & (r < radius)
+    if kind == "bars":  # a bar group: 3-5 bars of one period (2-8 px) in one orientation
+        period = float(np.exp(rng.uniform(np.log(2.0), np.log(8.0))))
+        half_width = 0.5 * period * int(rng.integers(3, 6))
+        return (np.abs(u) < half_width) & (np.abs(v) < radius) & (np.cos(2 * np.pi * u / period) > 0)
+    if kind == "rings":  # concentric rings: edges of every orientation at one period (3-10 px)
+        period = float(np.exp(rng.uniform(np.log(3.0), np.log(10.0))))
+        return (np.cos(2 * np.pi * r / period) > 0) & (r < radius)
+    if kind == "ellipse":  # a solid ellipse: one sharp, curved edge
+        ratio = rng.uniform(0.35, 1.0)
+        return (u / radius) ** 2 + (v / (ratio * radius)) ** 2 < 1.0
+    raise ValueError(f"unknown target kind {kind!r}; expected one of {list(TARGET_KINDS)}")
+
+
+def resolution_targets(size: int, rng: np.random.Generator, scale: float) -> np.ndarray:
+    """A (size, size) layer in [0, 1] of resolution targets spread over the whole object.
+
+    One target per cell of a square lattice of pitch ``2·scale`` pixels (so the density is the
+    same everywhere), at a random place in its cell, of a random kind (:data:`TARGET_KINDS`),
+    radius (log-uniform in [0.35, 1]·scale), orientation and contrast (0.5-1). Overlapping
+    targets merge (maximum). Edges are softened by a Gaussian of 0.6 px, as the old star's were.
+    """
+    pitch = 2.0 * float(scale)
+    cells = max(int(np.ceil(size / pitch)), 1)
+    layer = np.zeros((size, size))
+    for cy in range(cells):
+        for cx in range(cells):
+            kind = TARGET_KINDS[int(rng.integers(len(TARGET_KINDS)))]
+            radius = float(np.exp(rng.uniform(np.log(0.35 * scale), np.log(scale))))
+            x0, y0 = (np.array([cx, cy]) + rng.uniform(0.0, 1.0, 2)) * pitch
+            angle, contrast = rng.uniform(0.0, 2 * np.pi), rng.uniform(0.5, 1.0)
+            reach = int(np.ceil(radius)) + 1
+            ys = slice(max(int(y0) - reach, 0), min(int(y0) + reach + 1, size))
+            xs = slice(max(int(x0) - reach, 0), min(int(x0) + reach + 1, size))
+            if ys.start >= ys.stop or xs.start >= xs.stop:
+                continue
+            yy, xx = np.mgrid[ys, xs]
+            dx, dy = xx - x0, yy - y0
+            u = dx * np.cos(angle) + dy * np.sin(angle)
+            v = -dx * np.sin(angle) + dy * np.cos(angle)
+            mark = contrast * _target(kind, u, v, radius, rng)
+            layer[ys, xs] = np.maximum(layer[ys, xs], mark)
+    return ndimage.gaussian_filter(layer, 0.6)
+
+
+def make_object(size: int, seed, scale: float = 32.0) -> np.ndarray:
+    """A synthetic complex object (size × size) with fine structure everywhere.
+
+    Phase: a multi-scale Gaussian random field (correlation lengths 12, 4 and 1.5 px) plus
+    resolution targets (:func:`resolution_targets`: Siemens stars, bar groups, ring targets and
+    ellipses at random places, sizes ~``scale`` px, orientations and contrasts), so edges of
+    every orientation and several scales are spread evenly over the object, with no central
+    feature and no symmetry. Amplitude in (0, 1]: a smooth random field with the targets
+    imprinted as absorption. Phase within about (−1.3, 2.1) rad: no 2π wraps. Deterministic
+    under ``seed`` (an int or a seed sequence's entropy list); independent draws for other seeds.
     """
     rng = np.random.default_rng(seed)
     shape = (size, size)
     g = sum(w * _smooth_field(rng, shape, s) for w, s in ((0.6, 12.0), (0.3, 4.0), (0.15, 1.5)))
     a = _smooth_field(rng, shape, 6.0)
-    yy, xx = np.mgrid[0:size, 0:size] - (size - 1) / 2.0
-    theta = np.arctan2(yy, xx)
-    r = np.hypot(xx, yy)
-    star = (np.cos(16 * theta) > 0) & (r < 0.3 * size)
-    star = ndimage.gaussian_filter(star.astype(float), 0.6)
-    phase = 0.5 * np.pi * np.tanh(0.6 * g) + 0.8 * star
-    amplitude = np.clip(0.8 + 0.12 * np.tanh(a) - 0.3 * star, 0.05, 1.0)
+    targets = resolution_targets(size, rng, scale)
+    phase = 0.4 * np.pi * np.tanh(0.6 * g) + 0.8 * targets
+    amplitude = np.clip(0.8 + 0.12 * np.tanh(a) - 0.3 * targets, 0.05, 1.0)
     return (amplitude * np.exp(1j * phase)).astype(np.complex64)
 
 
@@ -77,6 +131,32 @@ def expected_counts(probe: np.ndarray, patches: np.ndarray) -> np.ndarray:
     exit_wave = probe.astype(np.complex128)[None] * patches.astype(np.complex128)
     far = np.fft.fftshift(np.fft.fft2(exit_wave, axes=(-2, -1)), axes=(-2, -1))
     return np.abs(far) ** 2 / n**2
+
+
+def illumination_totals(obj: np.ndarray, probe: np.ndarray, positions: np.ndarray, batch: int = 512) -> np.ndarray:
+    """Σ|P·O_j|² per position (float64): the total expected counts of each pattern (Parseval),
+    computed batch by batch from the patches alone (no transform)."""
+    n = probe.shape[-1]
+    p2 = np.abs(probe.astype(np.complex128)) ** 2
+    return np.concatenate(
+        [np.sum(p2[None] * np.abs(extract_patches(obj, positions[s : s + batch], n)) ** 2, axis=(-2, -1))
+         for s in range(0, len(positions), batch)]
+        or [np.zeros(0)]
+    )
+
+
+def dose_scaled_probe(probe: np.ndarray, totals: np.ndarray, dose: float) -> np.ndarray:
+    """The probe scaled so that the mean total expected counts over ``totals`` equal ``dose``."""
+    return (probe * np.sqrt(dose / float(np.mean(totals)))).astype(np.complex64)
+
+
+def amplitude_batches(obj, scaled_probe, positions, rng: np.random.Generator, batch: int = 512):
+    """Yield Poisson-sampled amplitudes sqrt(counts) (b, N, N) float32 for consecutive batches of
+    ``positions``: memory is one batch, whatever the number of positions."""
+    n = scaled_probe.shape[-1]
+    for s in range(0, len(positions), batch):
+        lam = expected_counts(scaled_probe, extract_patches(obj, positions[s : s + batch], n))
+        yield np.sqrt(rng.poisson(lam)).astype(np.float32)
 
 
 def simulate_amplitudes(
@@ -89,24 +169,12 @@ def simulate_amplitudes(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Poisson-sampled diffraction amplitudes sqrt(counts) (B, N, N) float32, and the dose-scaled probe.
 
-    The probe is scaled to the dose over all ``positions`` first, then patterns are simulated in
-    batches so memory stays bounded by the output array.
+    In memory, for small scans (tests, benchmarks); Phase C streams the same steps
+    (:func:`illumination_totals`, :func:`dose_scaled_probe`, :func:`amplitude_batches`) to disk.
     """
     n = probe.shape[-1]
-    # Σ|P·O_j|² needs only |O_j|²: compute the scale from patch intensities batch by batch
-    totals = np.concatenate(
-        [
-            np.sum(
-                np.abs(probe.astype(np.complex128)[None] * extract_patches(obj, positions[s : s + batch], n))
-                ** 2,
-                axis=(-2, -1),
-            )
-            for s in range(0, len(positions), batch)
-        ]
-    )
-    scaled = (probe * np.sqrt(dose / totals.mean())).astype(np.complex64)
+    scaled = dose_scaled_probe(probe, illumination_totals(obj, probe, positions, batch), dose)
     out = np.empty((len(positions), n, n), dtype=np.float32)
-    for s in range(0, len(positions), batch):
-        lam = expected_counts(scaled, extract_patches(obj, positions[s : s + batch], n))
-        out[s : s + batch] = np.sqrt(rng.poisson(lam)).astype(np.float32)
+    for i, block in enumerate(amplitude_batches(obj, scaled, positions, rng, batch)):
+        out[i * batch : i * batch + len(block)] = block
     return out, scaled

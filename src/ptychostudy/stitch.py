@@ -3,8 +3,9 @@
 Every patch is placed at its absolute scan position with a sub-pixel Fourier shift
 (:func:`ptychostudy.patches.place_patches`) and weighted by a window ``w``; the stitched object
 is ``Σ w·patch / Σ w``. The canvases are complex128/float64 and the merge streams the chunk
-files one at a time, so memory is the canvas plus one chunk, and the result does not depend on
-how the groups were cut into chunks (differences are rounding, ~1e-15, far below 1e-5).
+files one at a time, ``GROUP_BLOCK`` groups at a time, so memory is the canvas plus one block
+of groups, and the result does not depend on how the groups were cut into chunks (differences
+are rounding, ~1e-15, far below 1e-5).
 
 **Per-group phase reconciliation** (``phase_rounds > 0``). The PINN's Poisson likelihood cannot
 see a phase factor common to a group's patches, so each group comes back with its own arbitrary
@@ -14,7 +15,7 @@ phase. Each round streams the chunks once more: every group's phase
 ``O`` (the window weights the pixels the arm constrains best), and the group's patches, rotated
 by ``exp(iφ_g)``, go onto a fresh canvas. Nothing but the arm's own patches is used (no ground
 truth). ``φ_g`` of a group depends only on ``O`` and that group, so the result is still
-chunk-invariant; memory is the canvas, the previous object, one chunk and one scalar per group.
+chunk-invariant; memory is the canvas, the previous object, one block and one scalar per group.
 The global phase stays arbitrary (Phase G removes it, as for every arm).
 
 Window choice (``make_window``):
@@ -37,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import DataError, check_array, load_npz, save_npz
+from .io import DataError, check_array, load_npz, npz_member_layout, read_npz_rows, save_npz
 from .patches import place_patches, scatter_add, shifted_contributions
 
 log = logging.getLogger(__name__)
@@ -177,45 +178,61 @@ def merge_arrays(
     return obj, w
 
 
-def load_inference_chunk(path, n: int | None = None) -> dict:
-    """Read one inference chunk file and check its contract (docs/contracts.md, Inference)."""
-    d = load_npz(path, required=("patches", "positions", "wall_time_s"))
-    p, x = d["patches"], d["positions"]
-    check_array(path, "patches", p, ndim=4, shape=(None, n, n, None))
-    if not np.iscomplexobj(p):
-        raise DataError(f"{path}: key 'patches' has dtype {p.dtype}, expected complex64 object patches")
-    check_array(path, "positions", x, ndim=3, shape=(p.shape[0], p.shape[3], 2))
+#: groups read from an inference file at a time: the merge never holds a whole chunk
+GROUP_BLOCK = 256
+
+
+def inference_chunk_layout(path, n: int | None = None) -> tuple[int, int, float]:
+    """Check an inference file's contract (docs/contracts.md, Inference) without loading its
+    patches: returns (groups, C, wall_time_s)."""
+    _, pshape, pdtype = npz_member_layout(path, "patches")
+    _, xshape, _ = npz_member_layout(path, "positions")
+    empty = np.empty((0,) + pshape[1:], pdtype)
+    check_array(path, "patches", empty, ndim=4, shape=(None, n, n, None))
+    if not np.iscomplexobj(empty):
+        raise DataError(f"{path}: key 'patches' has dtype {pdtype}, expected complex64 object patches")
+    check_array(path, "positions", np.empty((0,) + xshape[1:]), ndim=3, shape=(None, pshape[3], 2))
+    if xshape[0] != pshape[0]:
+        raise DataError(f"{path}: key 'positions' has {xshape[0]} groups, expected {pshape[0]} as key 'patches'")
+    wall = load_npz(path, required=("wall_time_s",), only=("wall_time_s",))["wall_time_s"]
+    if np.ndim(wall) != 0:
+        raise DataError(f"{path}: key 'wall_time_s' has shape {np.shape(wall)}, expected a scalar")
+    return pshape[0], pshape[3], float(wall)
+
+
+def read_inference_block(path, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Patches (b, N, N, C) and positions (b, C, 2) of groups ``rows`` of an inference file, checked finite."""
+    p = read_npz_rows(path, "patches", rows)
+    x = read_npz_rows(path, "positions", rows).astype(np.float64)
     if not np.all(np.isfinite(p)):
         raise DataError(f"{path}: key 'patches' contains NaN or infinite values")
     if not np.all(np.isfinite(x)):
         raise DataError(f"{path}: key 'positions' contains NaN or infinite values")
-    if np.ndim(d["wall_time_s"]) != 0:
-        raise DataError(f"{path}: key 'wall_time_s' has shape {np.shape(d['wall_time_s'])}, expected a scalar")
-    return d
+    return p, x
 
 
 def _stitch_pass(paths, object_shape, window, min_weight, reference=None, weight=None):
-    """One pass over the chunk files. Without ``reference``: the plain stitch, weights included.
-    With it (the previous object) and the first pass's ``weight`` canvas: each group rotated by
-    its phase against the reference. Returns (object, weight, weight canvas, Σ wall_time_s,
-    group phases or None)."""
+    """One pass over the chunk files, ``GROUP_BLOCK`` groups at a time. Without ``reference``:
+    the plain stitch, weights included. With it (the previous object) and the first pass's
+    ``weight`` canvas: each group rotated by its phase against the reference. Returns (object,
+    weight, weight canvas, Σ wall_time_s, group phases or None)."""
     n = window.shape[0]
     canvas, fresh = _new_canvases(object_shape)
     weight = fresh if weight is None else weight
     wall, phases = 0.0, []
     for path in paths:
-        d = load_inference_chunk(path, n)
-        c = d["patches"].shape[3]
-        flat_p, flat_x = _flatten(d["patches"], d["positions"], str(path))
-        try:
-            if reference is None:
-                _accumulate(canvas, weight, flat_p, flat_x, window)
-            else:
-                phases.append(_accumulate_rotated(canvas, flat_p, flat_x, window, reference, c))
-        except ValueError as exc:
-            raise DataError(f"{path}: key 'positions': {exc}") from exc
-        wall += float(d["wall_time_s"])
-        del d, flat_p, flat_x
+        groups, c, chunk_wall = inference_chunk_layout(path, n)
+        for s in range(0, groups, GROUP_BLOCK):
+            patches, positions = read_inference_block(path, np.arange(s, min(s + GROUP_BLOCK, groups)))
+            flat_p, flat_x = _flatten(patches, positions, str(path))
+            try:
+                if reference is None:
+                    _accumulate(canvas, weight, flat_p, flat_x, window)
+                else:
+                    phases.append(_accumulate_rotated(canvas, flat_p, flat_x, window, reference, c))
+            except ValueError as exc:
+                raise DataError(f"{path}: key 'positions': {exc}") from exc
+        wall += chunk_wall
     obj, w = _finish(canvas, weight, min_weight)
     return obj, w, weight, wall, (np.concatenate(phases) if reference is not None else None)
 
@@ -231,7 +248,7 @@ def merge_chunk_files(
 
     With ``phase_rounds > 0`` every round streams the files once more and reconciles the
     groups' phases (module docstring). Holds only the canvases, the previous object and one
-    chunk in memory (plus one scalar per group).
+    block of ``GROUP_BLOCK`` groups in memory (plus one scalar per group).
     """
     paths = list(paths)
     if not paths:
@@ -270,7 +287,7 @@ def write_merged(pred_paths, phase_c_path, out_path, window: dict | None = None,
     window = dict(window or {})
     # the config's `stitch` section names the kind `window`; `kind` is accepted as well
     kind = window.get("kind", window.get("window", "central"))
-    c = load_npz(phase_c_path, required=("objectGuess", "probeGuess"))
+    c = load_npz(phase_c_path, required=("objectGuess", "probeGuess"), only=("objectGuess", "probeGuess"))
     shape = c["objectGuess"].shape
     probe = c["probeGuess"]
     win = make_window(probe.shape[-1], kind, window.get("central_fraction", 0.5), probe=probe)

@@ -11,17 +11,15 @@ rule group_view:
         "logs/phase_d/dose_{dose}/{view}/{split}/group.log",
     benchmark:
         "benchmarks/phase_d/dose_{dose}/{view}/{split}/group.tsv"
+    priority: PRIORITY["group_view"]
     conda:
         "../../envs/core.yaml"
     threads: 1
     resources:
-        mem_mb=cpu_mem_mb,
+        mem_mb=mem_for("group_view"),
         runtime=short_runtime,
     params:
-        gridsize=config["gridsize"],
-        neighbor_count=config["neighbor_count"],
-        n_groups=get_n_groups,
-        seeds=config["seeds"],
+        grouping=get_grouping,
     script:
         "../scripts/group_view.py"
 
@@ -36,11 +34,12 @@ rule shard_chunk:
         "logs/phase_d/dose_{dose}/{view}/{split}/chunk_{chunk}.log",
     benchmark:
         "benchmarks/phase_d/dose_{dose}/{view}/{split}/chunk_{chunk}.tsv"
+    priority: PRIORITY["shard_chunk"]
     conda:
         "../../envs/core.yaml"
     threads: 1
     resources:
-        mem_mb=chunk_mem_mb,
+        mem_mb=mem_for("shard_chunk"),
         runtime=short_runtime,
     params:
         chunk_size=config["chunk_size"],

@@ -1,9 +1,11 @@
-# Phase C: one simulation per dose (the union of the views' rasters), split along y.
+# Phase C: per dose, one independent object per split (train, validation, test), each scanned
+# by every view's raster; the probe is scaled once per dose over all splits.
 
 
 rule simulate_dose:
     output:
         train="results/phase_c/dose_{dose}/train.npz",
+        validation="results/phase_c/dose_{dose}/validation.npz",
         test="results/phase_c/dose_{dose}/test.npz",
         figure=report(
             "results/phase_c/dose_{dose}/overview.png",
@@ -15,13 +17,14 @@ rule simulate_dose:
         "logs/phase_c/dose_{dose}.log",
     benchmark:
         "benchmarks/phase_c/dose_{dose}.tsv"
+    priority: PRIORITY["simulate_dose"]
     conda:
         "../../envs/core.yaml"
     threads: 1
     resources:
-        mem_mb=cpu_mem_mb,
+        mem_mb=mem_for("simulate_dose"),
         runtime=short_runtime,
     params:
-        config=config,
+        geometry=get_scan_geometry,
     script:
         "../scripts/simulate_dose.py"

@@ -1,4 +1,4 @@
-"""Phase G adapter: align every arm of one dose x view x split to the ground truth and score it."""
+"""Phase G adapter: align every arm of one dose x view x split x replicate to the ground truth and score it."""
 
 from ptychostudy.runtime import setup_logging
 
@@ -20,5 +20,6 @@ compare_split_files(
     dose=int(snakemake.wildcards.dose),
     view=snakemake.wildcards.view,
     split=snakemake.wildcards.split,
+    seed=int(snakemake.wildcards.seed),
 )
 log.info("wrote %s", snakemake.output.metrics)

@@ -17,7 +17,8 @@ res = reconstruct_split(
     epochs=int(opts["epochs"]),
     batch_size=int(opts["batch_size"]),
     refine_probe=bool(opts["refine_probe"]),
-    seed=int(snakemake.params.seed),
+    noise_model=str(opts["noise_model"]),
+    seed=int(opts["seed"]),
     threads=snakemake.threads,
 )
 log.info(

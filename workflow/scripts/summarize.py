@@ -1,4 +1,5 @@
-"""Summary adapter: all cells' metrics in one table, metric-vs-dose plots, phase montage, summary.md."""
+"""Summary adapter: all cells' metrics in one table, their spread across replicates, the study's
+differences with intervals, the overlap axis, plots, montage and summary.md."""
 
 from ptychostudy.runtime import setup_logging
 
@@ -7,13 +8,11 @@ log = setup_logging(snakemake.log[0])
 from ptychostudy.summary import summarize  # noqa: E402
 
 summarize(
-    list(snakemake.input.metrics),
-    list(snakemake.input.aligned),
-    list(snakemake.params.cells),
-    snakemake.output.table,
-    snakemake.output.phase_plot,
-    snakemake.output.amplitude_plot,
-    snakemake.output.montage,
-    snakemake.output.markdown,
+    metrics_paths=list(snakemake.input.metrics),
+    aligned_paths=list(snakemake.input.aligned),
+    cells=list(snakemake.params.cells),
+    history_paths=list(snakemake.input.histories),
+    overlap_paths=list(snakemake.input.overlaps),
+    outputs=dict(snakemake.output.items()),
 )
 log.info("wrote %s", snakemake.output.table)

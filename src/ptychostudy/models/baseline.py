@@ -28,6 +28,6 @@ def build_baseline(cfg: NetConfig) -> keras.Model:
     the network itself sees one pattern at a time.
     """
     diff = keras.Input((cfg.N, cfg.N, 1), name="diffraction")
-    x = IntensityScale(cfg.log_scale, name="intensity_scale")(diff)
+    x = IntensityScale(cfg.log_scale, cfg.input == "log", name="intensity_scale")(diff)
     amp, phase = object_heads(x, cfg, 1)
     return keras.Model(inputs={"diffraction": diff}, outputs={"amplitude": amp, "phase": phase}, name="baseline")

@@ -133,7 +133,7 @@ def first_occurrences(member_index: list) -> list:
 
 
 def make_dataset(paths: list, kind: str, n: int, c: int, batch_size: int, seed: int = 0,
-                 shuffle_buffer: int = 256, prefetch: int = 2, augment: tuple = (0,)):
+                 shuffle_buffer: int = 256, prefetch: int = 2, augment: tuple = (0,), shuffle: bool = True):
     """Streaming ``tf.data.Dataset`` of sample batches (dicts); each iteration is one epoch.
 
     Every chunk is validated once (:func:`load_chunk`, one file at a time). The epochs then run
@@ -144,6 +144,9 @@ def make_dataset(paths: list, kind: str, n: int, c: int, batch_size: int, seed: 
     among ``augment`` (element codes of :mod:`.augment`; ``(0,)``: none), batched and prefetched. Memory: about one
     chunk plus the buffer, whatever the split. (A Python-generator source, ``from_generator``,
     was measured to slow every training step that follows it about 2× on a 2-core CPU.)
+
+    With ``shuffle=False`` (evaluation: the validation loss) chunks and samples come in file
+    order, unshuffled and unaugmented, every sample once per iteration.
 
     Returns ``(dataset, info)``; ``info``: n_chunks and n_samples (per epoch).
     """
@@ -197,14 +200,18 @@ def make_dataset(paths: list, kind: str, n: int, c: int, batch_size: int, seed: 
 
             ds = tf.data.Dataset.zip(diff, patches, mask).flat_map(patterns)
             ds = ds.filter(lambda sample, k: k).map(lambda sample, k: sample)
+        if not shuffle:
+            return ds
         # within the chunk (holds one chunk's samples)
         return ds.shuffle(int(rows.max()) * (c if kind == "baseline" else 1), seed=seed)
 
-    order = tf.data.Dataset.range(len(paths)).shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    order = tf.data.Dataset.range(len(paths))
+    if shuffle:
+        order = order.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
     ds = order.flat_map(chunk_samples)
-    if shuffle_buffer > 1:
+    if shuffle and shuffle_buffer > 1:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    if tuple(augment) != (0,):
+    if shuffle and tuple(augment) != (0,):
         from .augment import augment_fn
 
         draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)

@@ -113,16 +113,37 @@ class Predictor:
         return np.moveaxis(self._run(per_pattern, np.zeros((b * c, 1, 2), np.float32)).reshape(b, c, n, n), 1, 3)
 
 
-def counts_ratio(patches: np.ndarray, probe: np.ndarray, diffraction: np.ndarray) -> np.ndarray:
+def counts_ratio(patches: np.ndarray, probe: np.ndarray, diffraction: np.ndarray, batch: int = 256) -> np.ndarray:
     """(B, C) predicted ÷ measured total counts per pattern for patches (B, N, N, C).
 
     The predicted total of a patch O is ``Σ|FFT2(P·O)|²/N² = Σ|P·O|²`` (Parseval), so no
     transform is needed; the measured total is ``Σ diffraction²`` (amplitudes are sqrt(counts)).
+    In batches of ``batch`` groups: the float64 work arrays never hold a chunk.
     """
     p2 = (np.abs(np.asarray(probe, np.complex128)) ** 2)[None, :, :, None]
-    predicted = np.sum(p2 * np.abs(patches.astype(np.complex128)) ** 2, axis=(1, 2))
-    measured = np.sum(np.asarray(diffraction, np.float64) ** 2, axis=(1, 2))
-    return predicted / np.maximum(measured, 1e-12)
+    out = np.empty((patches.shape[0], patches.shape[3]), np.float64)
+    for s in range(0, patches.shape[0], batch):
+        predicted = np.sum(p2 * np.abs(patches[s : s + batch].astype(np.complex128)) ** 2, axis=(1, 2))
+        measured = np.sum(np.asarray(diffraction[s : s + batch], np.float64) ** 2, axis=(1, 2))
+        out[s : s + batch] = predicted / np.maximum(measured, 1e-12)
+    return out
+
+
+def check_offsets_fit(model, chunk: dict, path="<chunk>") -> None:
+    """A PINN's group canvas (N + 2·pad, fixed at training) must hold every member of the chunk's
+    groups: ``|coords_relative| ≤ pad`` on both axes, else the member's patch would wrap around
+    the canvas and the overlap constraint would blend the wrong pixels."""
+    if model_kind(model) != "pinn" or model_shape(model)[1] == 1:
+        return
+    pad = int(model.get_layer("counts").pad)
+    rel = np.asarray(chunk["coords_relative"])
+    worst = float(np.abs(rel).max()) if rel.size else 0.0
+    if worst > pad:
+        raise DataError(
+            f"{path}: key 'coords_relative' has a member {worst:.1f} px from its group centre, but the model's "
+            f"group canvas holds offsets up to {pad} px (set by its training and validation groups); "
+            "expected groups of the geometry it was trained on (same view, neighbor_count, gridsize)"
+        )
 
 
 def check_chunk_matches(model, chunk: dict, path="<chunk>") -> None:
@@ -158,6 +179,7 @@ def infer_chunk_file(model_path, chunk_path, out_path, batch_size: int = 64, exp
     model = keras.models.load_model(model_path)
     chunk = load_chunk(chunk_path, required=INFERENCE_KEYS, optional=("chunk", "gridsize", "probeGuess"))
     check_chunk_matches(model, chunk, chunk_path)
+    check_offsets_fit(model, chunk, chunk_path)
     predictor = Predictor(model, batch_size, export)
     diff, rel = chunk["diffraction"], chunk["coords_relative"]
     predictor(diff[:1], rel[:1])  # trace outside the timed prediction

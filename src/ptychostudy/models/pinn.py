@@ -21,6 +21,8 @@ import numpy as np
 
 from .physics import IntensityScale, PtychoForward, ScaledTanh
 
+#: what the network sees of the diffraction amplitudes (:class:`.physics.IntensityScale`)
+INPUTS = ("amplitude", "log")
 #: standard deviation of the output convolutions' initial weights
 OUTPUT_INIT_STD = 1e-3
 
@@ -34,6 +36,7 @@ class NetConfig:
     filters: int = 16
     pad: int = 0
     log_scale: float = 0.0
+    input: str = "amplitude"  # "amplitude" (scaled) or "log" (log(1 + scaled amplitude)): IntensityScale
 
     def __post_init__(self):
         if self.N < 8 or self.N % 2**self.levels:
@@ -45,6 +48,8 @@ class NetConfig:
             raise ValueError(f"C (gridsize²) must be 1 or 4, got {self.C}")
         if self.filters < 1:
             raise ValueError(f"model config key 'filters': expected a positive integer, got {self.filters}")
+        if self.input not in INPUTS:
+            raise ValueError(f"model config key 'input': expected one of {list(INPUTS)}, got {self.input!r}")
 
     @property
     def levels(self) -> int:
@@ -104,7 +109,7 @@ def build_pinn(cfg: NetConfig, probe: np.ndarray) -> keras.Model:
     outputs ``amplitude``, ``phase`` (N, N, C) and the predicted ``counts`` (N, N, C)."""
     diff = keras.Input((cfg.N, cfg.N, cfg.C), name="diffraction")
     coords = keras.Input((cfg.C, 2), name="coords_relative")
-    x = IntensityScale(cfg.log_scale, name="intensity_scale")(diff)
+    x = IntensityScale(cfg.log_scale, cfg.input == "log", name="intensity_scale")(diff)
     amp, phase = object_heads(x, cfg, cfg.C)
     counts = PtychoForward(cfg.N, cfg.C, cfg.pad, probe=probe, name="counts")(amp, phase, coords)
     return keras.Model(

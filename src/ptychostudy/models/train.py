@@ -1,29 +1,31 @@
 """Training of PtychoPINN and the Baseline from a split's chunk files (streamed, never all in memory).
 
-No validation split is held out: the train split is what an experiment has, the test split is
-the evaluation, and the PINN's loss needs no ground truth. Early stopping therefore monitors the
-epoch's mean training loss (stop after ``patience`` epochs without improvement; the best epoch's
-weights are restored). Outputs: ``model.keras`` (loads with ``keras.models.load_model``, no
-training state), ``history.csv`` (one row per epoch: the loss, and where the chunks hold true
-patches the reference losses of the ground truth and of a flat object with the fraction of that
-gap the model has closed, :func:`reference_losses`) and a loss-curve PNG, all written atomically.
+Validation decides (docs/design.md): after every epoch the loss on the validation split's chunks
+is evaluated (the PINN's Poisson NLL of the validation diffraction, which needs no ground truth;
+the Baseline's weighted MAE on its validation targets), the weights of the epoch with the lowest
+validation loss are the ones saved, and training stops early after ``patience`` epochs without
+improvement (0: all epochs). The test split never enters training. Outputs: ``model.keras``
+(loads with ``keras.models.load_model``, no training state), ``history.csv`` (one row per
+epoch: training and validation loss, optimisation steps and samples so far, the selected epoch,
+and where the chunks hold true patches the reference losses of the ground truth and of a flat
+object with the fraction of that gap closed, :func:`reference_losses`, diagnostics only) and a
+loss-curve PNG, all written atomically.
 """
-
 from __future__ import annotations
 
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
 from ..config import ConfigError
-from ..io import atomic_path, save_csv, save_figure
+from ..io import DataError, atomic_path, save_csv, save_figure
 from .augment import AUGMENT_MODES, probe_symmetries
 from .data import check_kind, make_dataset, read_chunk_keys, scan_chunks
 from .physics import canvas_pad, poisson_nll
-from .pinn import NetConfig
+from .pinn import INPUTS, NetConfig
 
 log = logging.getLogger("ptychostudy.models")
 
@@ -91,17 +93,20 @@ class TrainingConfig:
 
 def model_config(kind: str, summary, model_cfg: dict) -> NetConfig:
     """Network config from the data (N, C, canvas pad, initial intensity scale) and the user's keys."""
-    allowed = {"filters"}
+    allowed = {"filters", "input"}
     unknown = sorted(set(model_cfg) - allowed)
     if unknown:
         raise ConfigError(f"config key 'model.{unknown[0]}': unknown; expected keys among {sorted(allowed)}")
     filters = model_cfg.get("filters", 16)
     if not isinstance(filters, int) or filters < 1:
         raise ConfigError(f"config key 'model.filters': expected a positive integer, got {filters!r}")
+    net_input = model_cfg.get("input", "amplitude")
+    if net_input not in INPUTS:
+        raise ConfigError(f"config key 'model.input': expected one of {list(INPUTS)}, got {net_input!r}")
     # Normalised amplitudes get unit RMS per pixel: s = sqrt(mean Σ counts) / N.
     log_scale = 0.5 * math.log(max(summary.mean_total_counts, 1e-12)) - math.log(summary.N)
     pad = canvas_pad(summary.max_offset, summary.N) if (kind == "pinn" and summary.C > 1) else 0
-    return NetConfig(N=summary.N, C=summary.C, filters=filters, pad=pad, log_scale=log_scale)
+    return NetConfig(N=summary.N, C=summary.C, filters=filters, pad=pad, log_scale=log_scale, input=net_input)
 
 
 def build_model(kind: str, net: NetConfig, probe=None):
@@ -138,31 +143,33 @@ def make_loss(kind: str, model, weight: np.ndarray | None = None):
     return loss_fn
 
 
-def reference_losses(paths: list, kind: str, weight: np.ndarray | None = None) -> dict:
-    """The two ends of the scale the training loss moves on, on the same training data.
+def reference_losses(paths: list, kind: str, weight: np.ndarray | None = None, batch: int = 64) -> dict:
+    """The two ends of the scale the loss moves on, on the same data (train or validation chunks).
 
     ``loss_truth``: the loss of the ground-truth patches (PINN: their Poisson NLL through the
     forward model, the floor a converged model approaches; Baseline: 0). ``loss_flat``: the loss
     of the best flat object (PINN: a constant amplitude that matches the mean total counts, zero
     phase; Baseline: the mean true amplitude, zero phase, with the MAE's pixel ``weight``). A
-    diagnostic only: the truth never enters training. Empty when the chunks hold no true
-    ``patches``.
+    diagnostic drawn beside the curves; it never chooses anything. Empty when the chunks hold
+    no true ``patches``. One chunk in memory at a time, the forward model in batches of
+    ``batch`` groups.
     """
     from ..simulate import expected_counts
     from .physics import POISSON_EPS
 
-    if not all(_has_truth(p) for p in paths):
+    if not paths or not all(_has_truth(p) for p in paths):
         return {}
     sums = {"truth": 0.0, "flat": 0.0}
     count = 0
     if kind == "pinn":
         # flat amplitude a with a²·Σ|P|² = mean measured total counts (Parseval)
-        totals, probe2 = [], None
+        total, patterns, probe2 = 0.0, 0, None
         for path in paths:
             d = read_chunk_keys(path, ("diffraction", "probeGuess"))
-            totals.append(np.sum(d["diffraction"].astype(np.float64) ** 2, axis=(1, 2)).ravel())
+            total += float(np.sum(d["diffraction"].astype(np.float64) ** 2))
+            patterns += d["diffraction"].shape[0] * d["diffraction"].shape[3]
             probe2 = np.abs(d["probeGuess"].astype(np.complex128)) ** 2
-        a2 = float(np.mean(np.concatenate(totals))) / float(probe2.sum())
+        a2 = total / max(patterns, 1) / float(probe2.sum())
         flat = None  # the flat object's counts, the same for every pattern
 
         def nll(lam, k):
@@ -171,13 +178,15 @@ def reference_losses(paths: list, kind: str, weight: np.ndarray | None = None) -
         for path in paths:
             d = read_chunk_keys(path, ("diffraction", "patches", "probeGuess"))
             n = d["diffraction"].shape[1]
-            k = np.moveaxis(d["diffraction"].astype(np.float64) ** 2, 3, 1).reshape(-1, n, n)  # (B·C, N, N)
             probe = d["probeGuess"]
             if flat is None:
                 flat = a2 * expected_counts(probe, np.ones((1, n, n)))
-            sums["truth"] += nll(expected_counts(probe, np.moveaxis(d["patches"], 3, 1).reshape(-1, n, n)), k)
-            sums["flat"] += nll(np.broadcast_to(flat, k.shape), k)
-            count += k.size
+            for s in range(0, d["diffraction"].shape[0], batch):
+                k = np.moveaxis(d["diffraction"][s : s + batch].astype(np.float64) ** 2, 3, 1).reshape(-1, n, n)
+                truth = np.moveaxis(d["patches"][s : s + batch], 3, 1).reshape(-1, n, n)
+                sums["truth"] += nll(expected_counts(probe, truth), k)
+                sums["flat"] += nll(np.broadcast_to(flat, k.shape), k)
+                count += k.size
     else:
         # two passes, one chunk in memory at a time: the mean true amplitude, then the MAE
         amp_sum = 0.0
@@ -204,23 +213,53 @@ def gap_closed(loss: float, ref: dict) -> float:
     return (ref["loss_flat"] - loss) / (ref["loss_flat"] - ref["loss_truth"])
 
 
-def augmentation(mode: str, probe) -> tuple[int, ...]:
+def augmentation(mode: str, probe, kind: str = "training") -> tuple[int, ...]:
     """The symmetry elements training draws from (:mod:`.augment`): ``(0,)`` for ``"none"``; for
-    ``"dihedral"`` those of the 8 the probe really has (a warning when it has none but the identity)."""
+    ``"dihedral"`` those of the 8 the probe really has. A probe with none but the identity is a
+    config error: the augmentation would not be physics."""
     if mode == "none":
         return (0,)
     codes = probe_symmetries(probe)
     if len(codes) == 1:
-        log.warning("training.augment: dihedral, but the probe has no symmetry of the square; no augmentation")
-    else:
-        log.info("augmentation: %d symmetries of the probe %s", len(codes), codes)
+        raise ConfigError(
+            f"config key '{kind}.augment' (or 'training.augment'): 'dihedral' needs a probe with symmetries of "
+            "the square (transpose or flips about the patch centre), and this probe has none; "
+            "expected 'none' for it"
+        )
+    log.info("augmentation: %d symmetries of the probe %s", len(codes), codes)
     return codes
 
 
-def fit(model, dataset, loss_fn, cfg: TrainingConfig, log_scale_of=None, on_epoch_end=None) -> list[dict]:
-    """Adam on the streamed batches with early stopping on the epoch loss; restores the best weights.
+def make_evaluator(dataset, loss_fn):
+    """``evaluate() -> mean loss`` over one pass of an unshuffled dataset (the validation split)."""
+    import tensorflow as tf
 
-    Returns the history, one dict per epoch (epoch, loss, metrics, log_scale, n_samples, time_s).
+    @tf.function(input_signature=[dataset.element_spec])
+    def eval_step(batch):
+        loss, _ = loss_fn(batch, False)
+        return loss
+
+    def evaluate() -> float:
+        total, count = 0.0, 0
+        for batch in dataset:
+            b = int(batch["diffraction"].shape[0])
+            total += float(eval_step(batch)) * b
+            count += b
+        if count == 0:
+            raise ValueError("the validation chunks hold no samples")
+        return total / count
+
+    return evaluate
+
+
+def fit(model, dataset, loss_fn, cfg: TrainingConfig, validate=None, log_scale_of=None,
+        on_epoch_end=None) -> list[dict]:
+    """Adam on the streamed batches; keeps the weights of the epoch with the lowest monitored loss.
+
+    The monitored loss is ``validate()`` (the validation split's loss, evaluated after every
+    epoch) when given, else the epoch's mean training loss. Early stopping after ``patience``
+    epochs without improvement (0: all epochs). Returns the history, one dict per epoch (epoch,
+    loss, val_loss, metrics, steps and samples so far, log_scale, time_s, selected).
     ``on_epoch_end(row)`` may add entries to an epoch's row (e.g. an evaluation).
     """
     import keras
@@ -238,7 +277,8 @@ def fit(model, dataset, loss_fn, cfg: TrainingConfig, log_scale_of=None, on_epoc
         optimizer.apply_gradients(zip(grads, variables))
         return loss, metrics
 
-    history, best, best_weights, wait = [], math.inf, None, 0
+    history, best, best_epoch, best_weights, wait = [], math.inf, 0, None, 0
+    steps = samples = 0
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         sums, count = {}, 0
@@ -248,62 +288,88 @@ def fit(model, dataset, loss_fn, cfg: TrainingConfig, log_scale_of=None, on_epoc
             for k, v in {"loss": loss, **metrics}.items():
                 sums[k] = sums.get(k, 0.0) + float(v) * b
             count += b
+            steps += 1
         if count == 0:
             raise ValueError("the training chunks hold no samples")
+        samples += count
         row = {"epoch": epoch, **{k: v / count for k, v in sums.items()}}
+        t_train = time.perf_counter() - t0
+        if validate is not None:
+            row["val_loss"] = validate()
         if log_scale_of is not None:
             row["log_scale"] = float(log_scale_of())
-        row.update(n_samples=count, time_s=time.perf_counter() - t0)
+        row.update(steps=steps, samples=samples, n_samples=count, time_s=time.perf_counter() - t0,
+                   train_time_s=t_train)
+        if not np.isfinite(row["loss"]):
+            raise FloatingPointError(f"training loss became {row['loss']} at epoch {epoch}; lower the learning rate")
+        monitored = row.get("val_loss", row["loss"])
+        improved = np.isfinite(monitored) and monitored < best - cfg.min_delta
+        if improved:
+            best, best_epoch, best_weights, wait = monitored, epoch, model.get_weights(), 0
+        else:
+            wait += 1
         if on_epoch_end is not None:
             on_epoch_end(row)
         history.append(row)
-        log.info("epoch %d/%d loss %.6g (%.1f s)", epoch, cfg.epochs, row["loss"], row["time_s"])
-        if not np.isfinite(row["loss"]):
-            raise FloatingPointError(f"training loss became {row['loss']} at epoch {epoch}; lower the learning rate")
-        improved = not np.isfinite(best) or row["loss"] < best - cfg.min_delta
-        if improved:
-            best, best_weights, wait = row["loss"], model.get_weights(), 0
-        else:
-            wait += 1
-            if cfg.patience and wait >= cfg.patience:
-                log.info("early stopping: no improvement for %d epochs (best loss %.6g)", wait, best)
-                break
+        log.info("epoch %d/%d loss %.6g%s (%.1f s)", epoch, cfg.epochs, row["loss"],
+                 f" val_loss {row['val_loss']:.6g}" if "val_loss" in row else "", row["time_s"])
+        if cfg.patience and wait >= cfg.patience:
+            log.info("early stopping: no improvement for %d epochs (best %s %.6g at epoch %d)", wait,
+                     "val_loss" if validate is not None else "loss", best, best_epoch)
+            break
     if best_weights is not None:
         model.set_weights(best_weights)
+    for row in history:
+        row["selected"] = row["epoch"] == best_epoch
     return history
 
 
 def plot_history(path, history: list[dict], title: str) -> None:
-    """Loss per epoch (and the Baseline's MAE parts) as a PNG."""
+    """Training and validation loss per epoch (and the Baseline's MAE parts), the selected epoch
+    marked, the flat object's and the truth's losses as reference lines."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     epochs = [r["epoch"] for r in history]
-    fig, ax = plt.subplots(figsize=(5, 3.5), constrained_layout=True)
-    ax.plot(epochs, [r["loss"] for r in history], "o-", ms=3, label="loss")
+    fig, ax = plt.subplots(figsize=(5.5, 3.8), constrained_layout=True)
+    ax.plot(epochs, [r["loss"] for r in history], "o-", ms=3, label="training loss")
+    if "val_loss" in history[0]:
+        ax.plot(epochs, [r["val_loss"] for r in history], "s-", ms=3, label="validation loss")
+        sel = [r for r in history if r.get("selected")]
+        if sel:
+            ax.axvline(sel[0]["epoch"], color="0.5", lw=1, ls="-.", label=f"kept: epoch {sel[0]['epoch']}")
     for key in ("mae_amplitude", "mae_phase"):
         if key in history[0]:
             ax.plot(epochs, [r[key] for r in history], ".--", label=key)
-    for key, style, label in (("loss_flat", ":", "flat object"), ("loss_truth", "--", "ground truth")):
+    for key, style, label in (("loss_flat", ":", "flat object (train)"), ("loss_truth", "--", "ground truth (train)")):
         if key in history[0] and np.isfinite(history[0][key]):
             ax.axhline(history[0][key], color="k", ls=style, lw=1, label=label)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("training loss")
-    ax.set_title(title)
-    ax.legend()
+    ax.set_ylabel("loss")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
     save_figure(path, fig, dpi=100)
     plt.close(fig)
 
 
+#: groups (PINN) or patterns (Baseline) per batch of the validation pass (forward only)
+EVAL_BATCH = 64
+
+
 def train_model(kind: str, chunk_paths: list, training: dict, model_cfg: dict,
-                model_path, history_path, curve_path, on_epoch_end=None) -> dict:
+                model_path, history_path, curve_path, validation_paths: list | None = None,
+                on_epoch_end=None) -> dict:
     """Train ``kind`` ("pinn" | "baseline") on the train split's chunks and write the three outputs.
 
+    ``validation_paths``: the validation split's chunks. Their loss (the PINN's Poisson NLL of
+    the validation diffraction, which needs no ground truth; the Baseline's weighted MAE on its
+    validation targets) is evaluated after every epoch and selects the epoch whose weights are
+    saved, and stops training early (``patience``). Without them the training loss does.
     ``on_epoch_end(row, model)`` may add entries to an epoch's history row (the learning-curve
-    benchmark scores the model there). Returns a summary (network config, epochs run, best
-    loss, wall time).
+    benchmark scores the model there). Returns a summary (network config, epochs run, selected
+    epoch, its losses, steps, wall time).
     """
     import keras
     import pandas as pd
@@ -311,18 +377,32 @@ def train_model(kind: str, chunk_paths: list, training: dict, model_cfg: dict,
     check_kind(kind)
     cfg = TrainingConfig.from_dict(dict(training))
     keras.utils.set_random_seed(cfg.seed)
+    validation_paths = list(validation_paths or [])
     summary = scan_chunks(chunk_paths, kind)
+    if validation_paths:
+        vsummary = scan_chunks(validation_paths, kind)
+        if (vsummary.N, vsummary.C) != (summary.N, summary.C):
+            raise DataError(f"{validation_paths[0]}: validation chunks have N={vsummary.N}, C={vsummary.C}; "
+                            f"expected N={summary.N}, C={summary.C} as the training chunks")
+        # the group canvas must hold the validation groups too (inference checks every chunk)
+        summary = replace(summary, max_offset=max(summary.max_offset, vsummary.max_offset))
     net = model_config(kind, summary, dict(model_cfg))
-    log.info("training %s on %d chunk(s), %d groups: %s, %s", kind, len(chunk_paths), summary.n_groups,
-             net.as_dict(), asdict(cfg))
+    log.info("training %s on %d chunk(s), %d groups, validation on %d chunk(s): %s, %s", kind, len(chunk_paths),
+             summary.n_groups, len(validation_paths), net.as_dict(), asdict(cfg))
     model = build_model(kind, net, summary.probe)
     log.info("%s: %d parameters", kind, model.count_params())
-    codes = augmentation(cfg.augment, summary.probe)
+    codes = augmentation(cfg.augment, summary.probe, kind)
     dataset, _ = make_dataset(chunk_paths, kind, net.N, net.C, cfg.batch_size, cfg.seed, cfg.shuffle_buffer,
                               augment=codes)
     scale = model.get_layer("intensity_scale")
     weight = pixel_weight(cfg.loss_weight, summary.probe, net.N) if kind == "baseline" else None
+    loss_fn = make_loss(kind, model, weight)
+    validate = None
+    if validation_paths:
+        vdata, _ = make_dataset(validation_paths, kind, net.N, net.C, EVAL_BATCH, shuffle=False)
+        validate = make_evaluator(vdata, loss_fn)
     ref = reference_losses(chunk_paths, kind, weight)
+    vref = reference_losses(validation_paths, kind, weight) if validation_paths else {}
     if ref:
         log.info("reference losses on the training data: ground truth %.6g, flat object %.6g",
                  ref["loss_truth"], ref["loss_flat"])
@@ -330,19 +410,24 @@ def train_model(kind: str, chunk_paths: list, training: dict, model_cfg: dict,
     def epoch_end(row):
         if ref:
             row.update(ref, gap_closed=gap_closed(row["loss"], ref))
+        if vref and "val_loss" in row:
+            row.update(val_loss_truth=vref["loss_truth"], val_loss_flat=vref["loss_flat"],
+                       val_gap_closed=gap_closed(row["val_loss"], vref))
         if on_epoch_end is not None:
             on_epoch_end(row, model)
 
     t0 = time.perf_counter()
-    history = fit(model, dataset, make_loss(kind, model, weight), cfg, log_scale_of=lambda: scale.log_scale.numpy(),
+    history = fit(model, dataset, loss_fn, cfg, validate=validate, log_scale_of=lambda: scale.log_scale.numpy(),
                   on_epoch_end=epoch_end)
     wall = time.perf_counter() - t0
     with atomic_path(model_path, ".keras") as tmp:
         model.save(tmp)
     save_csv(history_path, pd.DataFrame(history))
-    plot_history(curve_path, history, f"{kind}: {summary.n_groups} groups, N={net.N}, C={net.C}")
-    best = min(r["loss"] for r in history)
-    log.info("%s trained: %d epochs, best loss %.6g (gap to the truth closed: %.3f), %.1f s", kind, len(history),
-             best, gap_closed(best, ref), wall)
-    return {"net": net.as_dict(), "epochs_run": len(history), "best_loss": best, "wall_time_s": wall,
-            "n_groups": summary.n_groups, "parameters": int(model.count_params())}
+    plot_history(curve_path, history, f"{kind}: {summary.n_groups} groups, N={net.N}, C={net.C}, seed {cfg.seed}")
+    kept = next(r for r in history if r["selected"])
+    log.info("%s trained: %d epochs (%d steps), kept epoch %d: loss %.6g, validation loss %s, %.1f s", kind,
+             len(history), history[-1]["steps"], kept["epoch"], kept["loss"], kept.get("val_loss", "—"), wall)
+    return {"net": net.as_dict(), "epochs_run": len(history), "selected_epoch": int(kept["epoch"]),
+            "loss": float(kept["loss"]), "val_loss": float(kept.get("val_loss", np.nan)),
+            "steps": int(history[-1]["steps"]), "wall_time_s": wall, "n_groups": summary.n_groups,
+            "parameters": int(model.count_params())}
