@@ -10,7 +10,7 @@ would get (:func:`ptychostudy.devices.claim_gpu`: one GPU, or the CPU with one t
 - **training**: one step of the config's PINN and Baseline (width, N, C, batch size), median of
   a few, as groups/s (PINN) and patterns/s (Baseline);
 - **inference**: ``Predictor`` on 4 batches of the config's inference batch size, groups/s;
-- **LSQML**: ``ptychi_arm.reconstruct`` on a small raster at the config's N, probe, dense step
+- **LSQML**: ``lsqml.reconstruct`` on a small raster at the config's N, probe, dense step
   and ptychi batch size for a few epochs, frames·epochs/s (set-up excluded), in its own process.
 
 Writes ``bench/costs/<config name>.json`` (read by ``tools/plan.py``) and prints it.
@@ -84,7 +84,7 @@ claim_gpu()
 from ptychostudy.runtime import configure_torch
 configure_torch(1)
 import numpy as np
-from ptychostudy import ptychi_arm
+from ptychostudy import lsqml
 from ptychostudy.simulate import make_object, simulate_amplitudes
 """ + CONFIG_AND_PROBE + """n, step, side = cfg["N"], cfg["step"], 8
 size = int(n + step * (side + 1) + 24)
@@ -92,7 +92,7 @@ axis = size / 2 + step * (np.arange(side) - (side - 1) / 2)
 pos = np.stack(np.meshgrid(axis, axis), -1).reshape(-1, 2) + np.random.default_rng(0).uniform(-1, 1, (side * side, 2))
 amp, scaled = simulate_amplitudes(make_object(size, 1), probe, pos, 1e4, np.random.default_rng(1))
 epochs = 3
-res = ptychi_arm.reconstruct(amp, pos, scaled, (size, size), epochs=epochs, batch_size=cfg["ptychi_batch"],
+res = lsqml.reconstruct(amp, pos, scaled, (size, size), epochs=epochs, batch_size=cfg["ptychi_batch"],
                              seed=0, threads=1)
 _out.update(lsqml_frames_per_s=len(pos) * epochs / res["wall_time_s"], lsqml_device=res["device"])
 """

@@ -6,8 +6,8 @@ For every dose × view × split × network of a finished run (``make run``), the
 files are read back, all their groups are predicted in one in-process pass with the trained
 model (``Predictor``, one batch size for everything), stitched at once (``merge_arrays``) with
 the run's window, and compared with the run's ``merged.npz``, which the workflow built from one
-``infer_chunk`` job per chunk and the streaming ``merge_chunks``. The contract (DESIGN §6) is a
-maximum absolute difference ≤ 1e-5.
+``infer_chunk`` job per chunk and the streaming ``merge_chunks``. The contract (docs/design.md,
+"Numbers the project holds itself to") is a maximum absolute difference ≤ 1e-5.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_noise_model.py --data bench/_work/data/results   # writes bench/noise_model.md
 
 On the validation split of a study's data (Phase C and D, as `bench_learning.py` prepares them),
-for each dose and view: LSQML (``ptychi_arm.reconstruct_split``, the workflow's call) with
+for each dose and view: LSQML (``lsqml.reconstruct_split``, the workflow's call) with
 ``noise_model`` gaussian and poisson at the config's epochs and batch size, three seeds each,
 scored as Phase G scores (offset-free phase SSIM, amplitude SSIM), with the wall time. Also
 records whether the result depends on the seed (the reason LSQML runs once per cell with the
@@ -37,7 +37,7 @@ import numpy as np
 from ptychostudy import metrics as M
 from ptychostudy.compare import view_region
 from ptychostudy.io import load_npz
-from ptychostudy.ptychi_arm import reconstruct_split
+from ptychostudy.lsqml import reconstruct_split
 phase_c, groups, epochs, batch, model, seed = sys.argv[1:7]
 res = reconstruct_split(phase_c, groups, epochs=int(epochs), batch_size=int(batch), noise_model=model, seed=int(seed))
 c = load_npz(phase_c, only=("objectGuess", "xcoords", "ycoords"))

@@ -6,14 +6,14 @@
 Data follow the default config (``config/config.yaml``: N=64, its probe and dense step):
 
 1. **Throughput.** A jittered 17×17 raster (289 positions) at the dense step, dose 1e4,
-   ``ptychostudy.ptychi_arm.reconstruct`` for a few epochs at batch sizes 16/32/64, each in a
+   ``ptychostudy.lsqml.reconstruct`` for a few epochs at batch sizes 16/32/64, each in a
    fresh process (peak RSS = one Snakemake job). frames/s = positions × epochs / wall time,
    where the wall time is ptychi's task set-up plus LSQML (not the ~5 s ptychi import).
 2. **Convergence.** The default config's dense train split (``dataset.simulate_dose``) at doses
    1e3/1e4/1e5: phase SSIM in the scanned region (global phase removed, data range of the
    truth) after 10/25/50/100 epochs, with the time per epoch: what epochs/batch_size give a
    useful reconstruction in ≲ 20 s.
-3. **Model mismatch.** ``ptychi_arm.subpixel_model_mismatch`` for the config's probe: ptychi
+3. **Model mismatch.** ``lsqml.subpixel_model_mismatch`` for the config's probe: ptychi
    shifts the probe by a position's fractional part, our simulation the object.
 4. **PINN.** If ``ptychostudy.models`` is importable: an (untrained) PINN of the default width
    predicts the same patterns in groups of C=4, one TensorFlow thread; patterns/s after a
@@ -52,12 +52,12 @@ import sys, time
 import numpy as np
 from ptychostudy.runtime import configure_torch
 configure_torch(1)
-from ptychostudy import ptychi_arm
+from ptychostudy import lsqml
 d = np.load(sys.argv[1])
 epochs, batch = int(sys.argv[2]), int(sys.argv[3])
 import ptychi.api
 c = time.process_time()
-res = ptychi_arm.reconstruct(d['amp'], d['pos'], d['probe'], tuple(d['shape']), epochs=epochs,
+res = lsqml.reconstruct(d['amp'], d['pos'], d['probe'], tuple(d['shape']), epochs=epochs,
                              batch_size=batch, seed=0, threads=1, device='cpu')
 _out.update(wall_s=res['wall_time_s'], cpu_s=time.process_time() - c, n=len(d['pos']), epochs=epochs)
 """
@@ -68,16 +68,16 @@ import numpy as np
 from ptychostudy.runtime import configure_torch
 torch = configure_torch(1)
 from skimage.metrics import structural_similarity
-from ptychostudy import ptychi_arm
+from ptychostudy import lsqml
 d = np.load(sys.argv[1])
 batch, checkpoints = int(sys.argv[2]), [int(s) for s in sys.argv[3].split(',')]
 obj, pos, probe = d['obj'], d['pos'], d['probe']
-frame = ptychi_arm.object_frame(pos, probe.shape[-1])
+frame = lsqml.object_frame(pos, probe.shape[-1])
 lo, hi = np.floor(pos.min(0)).astype(int), np.ceil(pos.max(0)).astype(int)
 sl = (slice(lo[1], hi[1]), slice(lo[0], hi[0]))
 g = obj[sl]
 pg = np.angle(g)
-task = ptychi_arm.build_task(d['amp'].astype(np.float32) ** 2, pos, probe, frame, epochs=checkpoints[-1],
+task = lsqml.build_task(d['amp'].astype(np.float32) ** 2, pos, probe, frame, epochs=checkpoints[-1],
                              batch_size=batch, seed=0, device='cpu')
 done, t, rows = 0, 0.0, []
 for k in checkpoints:
@@ -135,7 +135,7 @@ def raster_data(plan, path, side=17, dose=1e4) -> dict:
 
 def split_data(plan, dose, path) -> int:
     """The default config's dense train split at ``dose``, as the pipeline simulates it."""
-    from ptychostudy.dataset import simulate_dose
+    from ptychostudy.phase_c import simulate_dose
 
     data = simulate_dose(plan, dose)["train"]
     dense = list(plan.view_names).index("dense")
@@ -201,11 +201,11 @@ def main() -> None:
     lines.append("")
 
     # 3. model mismatch for the config's probe
-    from ptychostudy import ptychi_arm
+    from ptychostudy import lsqml
 
     d = np.load(raster)
-    sub = ptychi_arm.subpixel_model_mismatch(d["probe"], d["obj"], d["pos"][:64])
-    whole = ptychi_arm.subpixel_model_mismatch(d["probe"], d["obj"], np.round(d["pos"][:64]))
+    sub = lsqml.subpixel_model_mismatch(d["probe"], d["obj"], d["pos"][:64])
+    whole = lsqml.subpixel_model_mismatch(d["probe"], d["obj"], np.round(d["pos"][:64]))
     lines += [
         "## 3. Forward-model agreement with our simulation (relative L2 of expected counts)",
         "",

@@ -23,7 +23,7 @@ def tiny_cfg() -> dict:
 def tiny_phase_c(tmp_path_factory):
     """Phase C files of the tiny config at dose 1e5: {split: path for each split, 'plan': plan}."""
     from ptychostudy.config import SPLITS, build_plan
-    from ptychostudy.dataset import write_phase_c
+    from ptychostudy.phase_c import write_phase_c
 
     plan = build_plan(yaml.safe_load(TINY.read_text()))
     d = tmp_path_factory.mktemp("phase_c")

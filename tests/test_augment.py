@@ -6,7 +6,8 @@ import pytest
 
 from ptychostudy.models.augment import DIHEDRAL, probe_symmetries, transform_images, transform_offsets
 from ptychostudy.patches import extract_patches
-from ptychostudy.simulate import expected_counts, make_object, make_probe
+from ptychostudy.conventions import expected_counts
+from ptychostudy.simulate import make_object, make_probe
 
 
 def transformed_scan(obj, pos, code):

@@ -13,7 +13,7 @@ from ptychostudy.compare import (
     compare_split_files,
 )
 from ptychostudy.io import DataError, load_npz, save_npz
-from ptychostudy.patches import fourier_shift
+from ptychostudy.conventions import fourier_shift
 from ptychostudy.simulate import make_object
 from ptychostudy.summary import collect_metrics, markdown_table, replicate_stats, summarize
 

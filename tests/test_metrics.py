@@ -5,7 +5,7 @@ import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from ptychostudy import metrics as M
-from ptychostudy.patches import fourier_shift
+from ptychostudy.conventions import fourier_shift
 from ptychostudy.simulate import make_object
 
 L = 128

@@ -105,7 +105,7 @@ def trained_pinn(chunk_paths, tmp_path_factory):
 def test_exported_patches_are_what_the_loss_sees(trained_pinn, chunks):
     """The constrained export, pushed through the forward model with the chunk's probe, gives
     the training loss of the same batch and the measured total counts per pattern (median
-    within 10 %, as DESIGN §6 asks of every cell of the default run)."""
+    within 10 %, as docs/design.md, "Numbers the project holds itself to", asks of every cell)."""
     from ptychostudy.models.infer import counts_ratio
     from ptychostudy.models.physics import far_field_counts, poisson_nll
 

@@ -18,8 +18,9 @@ tf = configure_tensorflow(1)
 
 from ptychostudy.models import physics as ph  # noqa: E402
 from ptychostudy.models.data import make_synthetic_chunks  # noqa: E402
-from ptychostudy.patches import extract_patches, fourier_shift  # noqa: E402
-from ptychostudy.simulate import expected_counts, make_object  # noqa: E402
+from ptychostudy.conventions import expected_counts, fourier_shift  # noqa: E402
+from ptychostudy.patches import extract_patches  # noqa: E402
+from ptychostudy.simulate import make_object  # noqa: E402
 
 N = 32
 

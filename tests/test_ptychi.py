@@ -10,9 +10,10 @@ pytest.importorskip("ptychi")
 from skimage.metrics import structural_similarity  # noqa: E402
 from skimage.registration import phase_cross_correlation  # noqa: E402
 
-from ptychostudy import io, ptychi_arm  # noqa: E402
+from ptychostudy import io, lsqml  # noqa: E402
 from ptychostudy.patches import extract_patches  # noqa: E402
-from ptychostudy.simulate import expected_counts, make_object, make_probe, probe_diameter, simulate_amplitudes  # noqa: E402
+from ptychostudy.conventions import expected_counts  # noqa: E402
+from ptychostudy.simulate import make_object, make_probe, probe_diameter, simulate_amplitudes  # noqa: E402
 
 N = 32
 
@@ -37,7 +38,7 @@ def test_frame_maps_buffer_to_object_by_integer_offset():
     rng = np.random.default_rng(0)
     obj = (rng.standard_normal((70, 90)) + 1j * rng.standard_normal((70, 90))).astype(np.complex64)
     pos = np.array([[20.3, 25.7], [60.5, 40.0], [33.0, 44.49]])
-    f = ptychi_arm.object_frame(pos, N)
+    f = lsqml.object_frame(pos, N)
     buf = f.from_object_frame(obj)
     assert buf.shape == (f.height, f.width)
     assert buf[5, 7] == obj[f.y0 + 5, f.x0 + 7]
@@ -63,13 +64,13 @@ def test_forward_model_matches_ours_at_integer_positions():
     pos = np.round(_random_positions(rng, 24, 88))
     _, probe = simulate_amplitudes(obj, make_probe(N, 0.25, 6.0), pos, 1e5, rng)
     ours = expected_counts(probe, extract_patches(obj, pos, N))
-    theirs = ptychi_arm.predict_counts(obj, probe, pos)
+    theirs = lsqml.predict_counts(obj, probe, pos)
     rel = np.linalg.norm(theirs - ours) / np.linalg.norm(ours)
     assert rel < 1e-5, rel
     # total counts per pattern: the dose scaling survives the conversion
     np.testing.assert_allclose(theirs.sum(axis=(1, 2)), ours.sum(axis=(1, 2)), rtol=1e-5)
     # negative control: a one-pixel error in x is clearly visible
-    shifted = ptychi_arm.predict_counts(obj, probe, pos + [1.0, 0.0])
+    shifted = lsqml.predict_counts(obj, probe, pos + [1.0, 0.0])
     assert np.linalg.norm(shifted - ours) / np.linalg.norm(ours) > 100 * max(rel, 1e-6)
 
 
@@ -86,11 +87,11 @@ def test_forward_model_matches_ours_at_subpixel_positions():
     assert np.all(np.abs(pos - np.round(pos)) > 0)
     _, probe = simulate_amplitudes(obj, _smooth_probe(), pos, 1e6, rng)
     ours = expected_counts(probe, extract_patches(obj, pos, N))
-    theirs = ptychi_arm.predict_counts(obj, probe, pos)
+    theirs = lsqml.predict_counts(obj, probe, pos)
     rel = np.linalg.norm(theirs - ours) / np.linalg.norm(ours)
     assert rel <= 2e-3, rel
     mirrored = 2 * np.round(pos) - pos  # fractional part with the opposite sign
-    wrong = ptychi_arm.predict_counts(obj, probe, mirrored)
+    wrong = lsqml.predict_counts(obj, probe, mirrored)
     assert np.linalg.norm(wrong - ours) / np.linalg.norm(ours) > 10 * rel
 
 
@@ -122,7 +123,7 @@ def test_lsqml_recovers_phase_from_flat_start():
     """Dense, high-dose data: LSQML from a flat object reaches phase SSIM ≥ 0.9 in the scanned region
     (measured 0.989 at 100 epochs, 0.892 at 50: the object's 1.5-px texture takes its time)."""
     obj, probe, pos, amp = _dense_dataset()
-    res = ptychi_arm.reconstruct(amp, pos, probe, obj.shape, epochs=100, batch_size=32, seed=0,
+    res = lsqml.reconstruct(amp, pos, probe, obj.shape, epochs=100, batch_size=32, seed=0,
                                  refine_probe=False, threads=1, device="cpu")
     assert res["object"].shape == obj.shape and res["object"].dtype == np.complex64
     assert res["loss"].shape == (100,) and res["loss"][-1] < 0.1 * res["loss"][0]
@@ -152,7 +153,7 @@ def test_reconstruct_split_writes_contract_and_is_deterministic(tmp_path):
     view = np.arange(0, len(pos), 2)  # every other position: a sparser "view"
     c, g = _write_inputs(tmp_path, obj, probe, pos, amp, view)
     out = tmp_path / "phase_f" / "ptychi.npz"
-    res = ptychi_arm.reconstruct_split(c, g, out, epochs=3, batch_size=8, seed=1, device="cpu")
+    res = lsqml.reconstruct_split(c, g, out, epochs=3, batch_size=8, seed=1, device="cpu")
     f = io.load_npz(out, required=("object", "probe", "loss", "wall_time_s", "n_positions", "epochs"))
     assert f["object"].shape == obj.shape and f["object"].dtype == np.complex64
     assert f["probe"].shape == (N, N) and f["probe"].dtype == np.complex64
@@ -162,14 +163,14 @@ def test_reconstruct_split_writes_contract_and_is_deterministic(tmp_path):
     np.testing.assert_array_equal(f["view_index"], view)
     # where the probe shines the data moved the object away from its flat start
     assert np.abs(f["object"][f["illumination"] > 0.2] - 1).mean() > 1e-3
-    again = ptychi_arm.reconstruct_split(c, g, None, epochs=3, batch_size=8, seed=1, device="cpu")
+    again = lsqml.reconstruct_split(c, g, None, epochs=3, batch_size=8, seed=1, device="cpu")
     np.testing.assert_array_equal(again["object"], res["object"])
 
 
 def test_refine_probe_updates_the_probe(tmp_path):
     """With ``refine_probe`` the probe is optimised too (and still returned in our convention)."""
     obj, probe, pos, amp = _dense_dataset(dose=1e5, side=6, seed=6)
-    res = ptychi_arm.reconstruct(amp, pos, probe, obj.shape, epochs=4, batch_size=8, seed=0,
+    res = lsqml.reconstruct(amp, pos, probe, obj.shape, epochs=4, batch_size=8, seed=0,
                                  refine_probe=True, device="cpu")
     assert np.all(np.isfinite(res["loss"])) and res["probe"].shape == probe.shape
     change = np.linalg.norm(res["probe"] - probe) / np.linalg.norm(probe)
@@ -204,6 +205,6 @@ def test_bad_inputs_name_file_and_key(tmp_path, case, key):
     c, g = _write_inputs(tmp_path, obj, probe, pos, amp, view)
     out = tmp_path / "ptychi.npz"
     with pytest.raises(io.DataError, match=key) as err:
-        ptychi_arm.reconstruct_split(c, g, out, epochs=1, batch_size=4, device="cpu")
+        lsqml.reconstruct_split(c, g, out, epochs=1, batch_size=4, device="cpu")
     assert str(c if key == "diffraction" else g) in str(err.value)
     assert not out.exists()

@@ -1,30 +1,17 @@
-"""Phase C physics: Parseval, dose scaling, Poisson statistics, the object generator, streaming."""
+"""Phase C physics: the probe, dose scaling, Poisson statistics, the object generator, streaming
+(the forward model itself: tests/test_conventions.py)."""
 
 import numpy as np
 import pytest
 
+from ptychostudy.conventions import expected_counts
 from ptychostudy.patches import extract_patches
 from ptychostudy.simulate import (
-    expected_counts,
     make_object,
     make_probe,
     probe_diameter,
     simulate_amplitudes,
 )
-
-
-def test_forward_model_obeys_parseval():
-    probe = make_probe(32, 0.5, 6.0)
-    patches = extract_patches(make_object(96, 1), np.array([[40.3, 50.7], [48.0, 48.0]]), 32)
-    counts = expected_counts(probe, patches)
-    exit_energy = np.sum(np.abs(probe[None] * patches.astype(np.complex128)) ** 2, axis=(1, 2))
-    np.testing.assert_allclose(counts.sum(axis=(1, 2)), exit_energy, rtol=1e-6)
-
-
-def test_forward_model_puts_zero_frequency_at_centre():
-    flat = np.ones((1, 16, 16), dtype=np.complex64)
-    counts = expected_counts(np.ones((16, 16), np.complex64), flat)
-    assert np.unravel_index(np.argmax(counts[0]), (16, 16)) == (8, 8)
 
 
 def test_probe_looks_like_a_focused_probe():
@@ -65,7 +52,7 @@ def test_counts_have_poisson_variance():
 def test_objects_spread_fine_structure_everywhere():
     """No central feature: every quarter of the object holds about as much fine structure (edges)
     as any other, and two seeds give independent objects."""
-    from ptychostudy.dataset import fine_structure
+    from ptychostudy.phase_c import fine_structure
 
     obj = make_object(256, [1, 2, 0], 16.0)
     detail = np.abs(fine_structure(np.angle(obj)))

@@ -14,7 +14,7 @@ import yaml
 from conftest import ROOT, TINY
 from ptychostudy import io
 from ptychostudy.config import SCORED_SPLITS, SPLITS, build_plan
-from ptychostudy.dataset import validate_phase_c
+from ptychostudy.phase_c import validate_phase_c
 from ptychostudy.resources import mem_mb
 from ptychostudy.shards import load_chunk
 

@@ -16,7 +16,7 @@ MARKERS = ("o", "x", "s", "^")
 def plot_phase_c(data: dict, path) -> None:
     """Probe, one pattern per view, and every split's object phase with its views' scan positions.
 
-    ``data``: what :func:`ptychostudy.dataset.write_phase_c` returns, per split.
+    ``data``: what :func:`ptychostudy.phase_c.write_phase_c` returns, per split.
     """
     splits = list(data)
     first = data[splits[0]]

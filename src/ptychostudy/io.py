@@ -1,7 +1,8 @@
 """NPZ/CSV/JSON I/O with atomic writes and validation that names the file and the key.
 
-Every output is written to a temporary name in its destination folder and renamed on
-success (DESIGN §7), so an interrupted job never leaves a file that looks complete.
+Every output is written to a temporary name in its destination folder, flushed to disk and
+renamed on success (docs/design.md, "Bad input and interrupted runs"), so an interrupted job
+never leaves a file that looks complete.
 Files load with ``allow_pickle=False``: only plain arrays, never pickled objects.
 """
 

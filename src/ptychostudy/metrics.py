@@ -1,12 +1,12 @@
 """Phase G image metrics: alignment to the ground truth, then MAE/MSE/PSNR/SSIM/MS-SSIM/FRC.
 
-Every arm is treated identically (DESIGN §4):
+Every arm is treated identically (docs/design.md, "Metrics"):
 
 1. crop the stitched object and the ground truth to the split's scanned region;
 2. register the crop to the ground truth with sub-pixel precision
    (:func:`skimage.registration.phase_cross_correlation`: phase correlation of the complex
    images apodised with a Tukey window, blind to a global phase and amplitude scale), apply
-   the shift as a Fourier shift (:func:`scipy.ndimage.fourier_shift`) to the region widened
+   the shift as a Fourier shift (:func:`ptychostudy.conventions.fourier_shift`) to the region widened
    by a ``margin`` (≥ the largest accepted shift) and cut the margin off again, so the content
    wrapped around by the periodic shift never enters the metrics and every arm is scored on
    exactly the same crop (the scanned region; the reconstructions extend about N/2 beyond
@@ -55,6 +55,8 @@ from scipy import ndimage
 from scipy.signal.windows import tukey
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from skimage.registration import phase_cross_correlation
+
+from .conventions import fourier_shift
 
 #: keyword arguments of every SSIM in this module (Wang et al. 2004)
 SSIM_KW = {"gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False}
@@ -122,12 +124,6 @@ def region_from_positions(xcoords, ycoords, shape) -> tuple[slice, slice]:
     return slice(y0, y1), slice(x0, x1)
 
 
-def _fourier_shift_image(img: np.ndarray, shift) -> np.ndarray:
-    if shift[0] == 0 and shift[1] == 0:
-        return img.astype(np.complex128)
-    return np.fft.ifft2(ndimage.fourier_shift(np.fft.fft2(img.astype(np.complex128)), shift))
-
-
 def _grow(sl: slice, n: int, size: int) -> slice:
     """``sl`` (within 0..n) grown symmetrically to at least ``size`` pixels, clipped to 0..n."""
     a, b, _ = sl.indices(n)
@@ -186,7 +182,7 @@ def align(
         m = math.ceil(max_shift) if margin is None else int(margin)
         ey = slice(max(sy.start - m, 0), min(sy.stop + m, big_h))
         ex = slice(max(sx.start - m, 0), min(sx.stop + m, big_w))
-        wide = _fourier_shift_image(np.asarray(recon)[ey, ex], shift)
+        wide = fourier_shift(np.asarray(recon)[ey, ex], (shift[1], shift[0]))  # shift is (dy, dx)
         oy, ox = sy.start - ey.start, sx.start - ex.start
         r = wide[oy : oy + h, ox : ox + w]
 

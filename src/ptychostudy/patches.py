@@ -1,16 +1,18 @@
 """Sub-pixel patch extraction and placement on an object canvas.
 
-Convention (DESIGN §3): scan positions are object-pixel coordinates ``(x, y)``; a patch of
-size N is centred on its position, i.e. patch pixel ``[r, c]`` samples the object at
-``(x + c - N/2, y + r - N/2)``. Integer positions are exact slices; the fractional part is
-applied as a band-limited Fourier shift on a padded window, so no interpolation blur enters
-the simulated data or the stitched reconstructions.
+Convention (:mod:`ptychostudy.conventions`): scan positions are object-pixel coordinates
+``(x, y)``; a patch of size N is centred on its position, i.e. patch pixel ``[r, c]`` samples the
+object at ``(x + c - N/2, y + r - N/2)``. Integer positions are exact slices; the fractional
+part is applied as the conventions' band-limited Fourier shift on a padded window, so no
+interpolation blur enters the simulated data or the stitched reconstructions.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import scipy.fft
+
+from .conventions import fourier_shift
 
 #: padding (pixels, each side) around a patch when a fractional shift is applied
 SHIFT_PAD = 4
@@ -19,20 +21,6 @@ SHIFT_PAD = 4
 def padded_size(n: int) -> int:
     """Window size for the Fourier shift: N plus the padding, rounded up to a fast FFT length."""
     return scipy.fft.next_fast_len(n + 2 * SHIFT_PAD)
-
-
-def fourier_shift(stack: np.ndarray, shift_xy: np.ndarray) -> np.ndarray:
-    """Shift each image of ``stack (B, M, M)`` by ``shift_xy (B, 2)`` pixels (x, y), periodically.
-
-    A positive shift moves content towards larger indices. Band-limited (exact phase ramp).
-    """
-    m = stack.shape[-1]
-    f = np.fft.fftfreq(m)
-    # the phase ramp is separable: outer product of one ramp per axis
-    ramp_x = np.exp(-2j * np.pi * f[None, :] * shift_xy[:, 0][:, None])
-    ramp_y = np.exp(-2j * np.pi * f[None, :] * shift_xy[:, 1][:, None])
-    ramp = ramp_y[:, :, None] * ramp_x[:, None, :]
-    return scipy.fft.ifft2(scipy.fft.fft2(stack, axes=(-2, -1)) * ramp, axes=(-2, -1))
 
 
 def _split_positions(positions: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,9 +1,10 @@
 """Phase C physics: synthetic probe and object, the forward model and Poisson counts.
 
-Conventions (DESIGN §3): expected counts of pattern j are ``|FFT2(P · O_j)|² / N²`` with the
-zero frequency at the array centre, so by Parseval the total expected counts of a pattern equal
-``Σ|P · O_j|²``; the probe carries the flux and is scaled so that the mean total expected counts
-per pattern equal the dose. Diffraction is stored as amplitude = sqrt(counts), float32.
+Conventions (:mod:`ptychostudy.conventions`): expected counts of pattern j are
+``|FFT2(P · O_j)|² / N²`` with the zero frequency at the array centre, so by Parseval the total
+expected counts of a pattern equal ``Σ|P · O_j|²``; the probe carries the flux and is scaled so
+that the mean total expected counts per pattern equal the dose. Diffraction is stored as
+amplitude = sqrt(counts), float32.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from .conventions import expected_counts
 from .patches import extract_patches
 
 
@@ -123,14 +125,6 @@ def make_object(size: int, seed, scale: float = 32.0) -> np.ndarray:
     phase = 0.4 * np.pi * np.tanh(0.6 * g) + 0.8 * targets
     amplitude = np.clip(0.8 + 0.12 * np.tanh(a) - 0.3 * targets, 0.05, 1.0)
     return (amplitude * np.exp(1j * phase)).astype(np.complex64)
-
-
-def expected_counts(probe: np.ndarray, patches: np.ndarray) -> np.ndarray:
-    """Expected photon counts ``|FFT2(P · O)|² / N²``, DC at the centre, float64 (B, N, N)."""
-    n = probe.shape[-1]
-    exit_wave = probe.astype(np.complex128)[None] * patches.astype(np.complex128)
-    far = np.fft.fftshift(np.fft.fft2(exit_wave, axes=(-2, -1)), axes=(-2, -1))
-    return np.abs(far) ** 2 / n**2
 
 
 def illumination_totals(obj: np.ndarray, probe: np.ndarray, positions: np.ndarray, batch: int = 512) -> np.ndarray:

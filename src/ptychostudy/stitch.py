@@ -52,7 +52,7 @@ WINDOW_KINDS = ("central", "probe")
 
 def _tukey_1d(n: int, central_fraction: float) -> np.ndarray:
     """1 within ``central_fraction·n/2`` of the patch centre (pixel n/2), cosine taper to 0 at n/2."""
-    d = np.abs(np.arange(n) - n / 2.0)  # distance from the patch centre (DESIGN §3: pixel N/2)
+    d = np.abs(np.arange(n) - n / 2.0)  # distance from the patch centre (docs/design.md, "Physics and data conventions": pixel N/2)
     half = n / 2.0
     flat = central_fraction * half
     w = np.ones(n)

@@ -7,7 +7,7 @@ log = setup_logging(snakemake.log[0])
 claim_gpu()  # one device for this job's whole life (or the CPU), before TensorFlow/torch start
 configure_torch(snakemake.threads)
 
-from ptychostudy.ptychi_arm import reconstruct_split  # noqa: E402
+from ptychostudy.lsqml import reconstruct_split  # noqa: E402
 
 opts = dict(snakemake.params.ptychi)
 res = reconstruct_split(

@@ -6,7 +6,7 @@ log = setup_logging(snakemake.log[0])
 limit_cpu_threads(snakemake.threads)
 
 from ptychostudy.config import SPLITS, ScanGeometry  # noqa: E402
-from ptychostudy.dataset import validate_phase_c, write_phase_c  # noqa: E402
+from ptychostudy.phase_c import validate_phase_c, write_phase_c  # noqa: E402
 from ptychostudy.figures import plot_phase_c  # noqa: E402
 
 geometry = ScanGeometry.from_params(snakemake.params.geometry)

@@ -5,5 +5,3 @@ Submodules: :mod:`.physics` (differentiable forward model and Keras layers), :mo
 :mod:`.infer`. TensorFlow is imported by these submodules, so import them after
 ``ptychostudy.runtime.configure_tensorflow`` has set the thread budget.
 """
-
-MODEL_KINDS = ("pinn", "baseline")

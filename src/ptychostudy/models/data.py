@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import NETWORKS
 from ..io import DataError, load_npz, npz_member_layout
 from ..shards import load_chunk
 
@@ -23,12 +24,12 @@ TRAIN_KEYS = {
     "pinn": ("diffraction", "coords_relative", "probeGuess", "N"),
     "baseline": ("diffraction", "patches", "member_index", "N"),
 }
-MODEL_KINDS = tuple(TRAIN_KEYS)
+assert set(TRAIN_KEYS) == set(NETWORKS)
 
 
 def check_kind(kind: str) -> str:
-    if kind not in MODEL_KINDS:
-        raise ValueError(f"unknown model {kind!r}; expected one of {list(MODEL_KINDS)}")
+    if kind not in NETWORKS:
+        raise ValueError(f"unknown model {kind!r}; expected one of {list(NETWORKS)}")
     return kind
 
 

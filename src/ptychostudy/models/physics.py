@@ -1,8 +1,10 @@
 """PtychoPINN's differentiable forward model in TensorFlow, and its Keras layers.
 
-Conventions follow Phase C (docs/contracts.md): a patch of size N is centred on its scan
-position; a member c of a group sits at ``centre + coords_relative[c]`` (x, y, object pixels);
-expected counts are ``|fftshift(fft2(P · O))|² / N²`` with the dose-scaled probe P.
+The TensorFlow adapter of :mod:`ptychostudy.conventions` (tests/test_conventions.py checks it
+against the numpy reference): a patch of size N is centred on its scan position; a member c of
+a group sits at ``centre + coords_relative[c]`` (x, y, object pixels); expected counts are
+``|fftshift(fft2(P · O))|² / N²`` with the dose-scaled probe P; the loss is the conventions'
+Poisson negative log-likelihood, averaged.
 
 The gridsize > 1 overlap constraint is applied **per group**, never across a batch: each group's
 C patches are blended onto the group's own zero-padded canvas (side N + 2·pad, centred on the
@@ -20,12 +22,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ..conventions import POISSON_EPS
+
 #: floor of the blending window at the patch border (keeps the weighted average well defined)
 WINDOW_FLOOR = 0.05
 #: smallest weight the blended average divides by
 WEIGHT_MIN = 1e-3
-#: added to the predicted counts inside the Poisson log-likelihood
-POISSON_EPS = 1e-6
 #: pixels added to the largest offset when sizing the canvas (room for sub-pixel ringing)
 PAD_MARGIN = 2
 
@@ -79,7 +81,7 @@ def shift_ramp(shift_xy: tf.Tensor, m: int) -> tf.Tensor:
     """Phase ramp (..., m, m) that shifts an m×m image by ``shift_xy (..., 2)`` (x, y) pixels.
 
     Multiplying a spectrum by it moves content towards larger indices for a positive shift
-    (the convention of ``ptychostudy.patches.fourier_shift``).
+    (the convention of ``ptychostudy.conventions.fourier_shift``).
     """
     rx = _ramp_1d(shift_xy[..., 0], m)
     ry = _ramp_1d(shift_xy[..., 1], m)
@@ -108,14 +110,14 @@ def merge_extract(patches: tf.Tensor, offsets: tf.Tensor, window: tf.Tensor, pad
 
 
 def far_field_counts(probe: tf.Tensor, obj: tf.Tensor) -> tf.Tensor:
-    """Expected counts ``|fftshift(fft2(P · O))|² / N²`` (…, N, N) float32, as ``simulate.expected_counts``."""
+    """Expected counts ``|fftshift(fft2(P · O))|² / N²`` (…, N, N) float32, as ``conventions.expected_counts``."""
     n = obj.shape[-1]
     far = tf.signal.fftshift(tf.signal.fft2d(probe * obj), axes=(-2, -1))
     return (tf.math.real(far) ** 2 + tf.math.imag(far) ** 2) / float(n * n)
 
 
 def poisson_nll(counts_pred: tf.Tensor, counts_meas: tf.Tensor, eps: float = POISSON_EPS) -> tf.Tensor:
-    """Poisson negative log-likelihood mean(λ − k·log(λ + eps)) (constant log k! dropped)."""
+    """The mean of ``conventions.poisson_nll``: mean(λ − k·log(λ + eps)) (constant log k! dropped)."""
     return tf.reduce_mean(counts_pred - counts_meas * tf.math.log(counts_pred + eps))
 
 

@@ -154,8 +154,7 @@ def reference_losses(paths: list, kind: str, weight: np.ndarray | None = None, b
     no true ``patches``. One chunk in memory at a time, the forward model in batches of
     ``batch`` groups.
     """
-    from ..simulate import expected_counts
-    from .physics import POISSON_EPS
+    from ..conventions import expected_counts, poisson_nll
 
     if not paths or not all(_has_truth(p) for p in paths):
         return {}
@@ -172,9 +171,6 @@ def reference_losses(paths: list, kind: str, weight: np.ndarray | None = None, b
         a2 = total / max(patterns, 1) / float(probe2.sum())
         flat = None  # the flat object's counts, the same for every pattern
 
-        def nll(lam, k):
-            return float(np.sum(lam - k * np.log(lam + POISSON_EPS)))
-
         for path in paths:
             d = read_chunk_keys(path, ("diffraction", "patches", "probeGuess"))
             n = d["diffraction"].shape[1]
@@ -184,8 +180,8 @@ def reference_losses(paths: list, kind: str, weight: np.ndarray | None = None, b
             for s in range(0, d["diffraction"].shape[0], batch):
                 k = np.moveaxis(d["diffraction"][s : s + batch].astype(np.float64) ** 2, 3, 1).reshape(-1, n, n)
                 truth = np.moveaxis(d["patches"][s : s + batch], 3, 1).reshape(-1, n, n)
-                sums["truth"] += nll(expected_counts(probe, truth), k)
-                sums["flat"] += nll(np.broadcast_to(flat, k.shape), k)
+                sums["truth"] += float(poisson_nll(expected_counts(probe, truth), k).sum())
+                sums["flat"] += float(poisson_nll(np.broadcast_to(flat, k.shape), k).sum())
                 count += k.size
     else:
         # two passes, one chunk in memory at a time: the mean true amplitude, then the MAE

@@ -7,7 +7,7 @@ import yaml
 from conftest import ROOT
 from ptychostudy import geometry, io
 from ptychostudy.config import SPLITS, build_plan
-from ptychostudy.dataset import fine_structure, load_object, shared_content, validate_phase_c, write_phase_c
+from ptychostudy.phase_c import fine_structure, load_object, shared_content, validate_phase_c, write_phase_c
 from ptychostudy.metrics import region_from_positions, truth_phase
 from ptychostudy.simulate import make_object, make_probe, simulate_amplitudes
 
@@ -67,7 +67,8 @@ def test_streamed_phase_c_equals_the_in_memory_simulation(tiny_cfg, tmp_path):
     expected counts (probe scaled over all splits, the split's own noise seed)."""
     from ptychostudy.config import load_probe, split_seed
     from ptychostudy.patches import extract_patches
-    from ptychostudy.simulate import dose_scaled_probe, expected_counts, illumination_totals
+    from ptychostudy.conventions import expected_counts
+    from ptychostudy.simulate import dose_scaled_probe, illumination_totals
 
     plan, data = _phase_c(tiny_cfg, 1000, tmp_path)
     g = plan.geometry

@@ -4,7 +4,8 @@ LSQML runs on all scan positions of a view's split, from a flat object (ones, ne
 ground truth) and the known dose-scaled probe, with positions fixed. The result is returned
 in the ground-truth object's pixel frame so that Phase G treats every arm alike.
 
-Conventions (verified by ``tests/test_ptychi.py`` against ``simulate.expected_counts``):
+Conventions (the adapter of :mod:`ptychostudy.conventions`; ``tests/test_ptychi.py`` checks it
+against ``conventions.expected_counts``):
 
 * **Diffraction.** We store amplitudes sqrt(counts) with DC at the centre; ptychi takes
   intensities and, with ``data_options.fft_shift=True``, DC-centred patterns.
@@ -191,7 +192,7 @@ def predict_counts(obj: np.ndarray, probe: np.ndarray, positions: np.ndarray) ->
     """ptychi's forward model in our convention: expected counts (n, N, N) float64, DC at the centre.
 
     ``obj`` is in our frame; positions (n, 2) are (x, y). Runs on the CPU. Used to verify the
-    position and FFT conventions against ``simulate.expected_counts``.
+    position and FFT conventions against ``conventions.expected_counts``.
     """
     positions = np.asarray(positions, dtype=np.float64).reshape(-1, 2)
     n = probe.shape[-1]
@@ -213,7 +214,7 @@ def subpixel_model_mismatch(probe: np.ndarray, obj: np.ndarray, positions: np.nd
     its window's edge (ptychi shifts the probe, our simulation the object).
     """
     from .patches import extract_patches
-    from .simulate import expected_counts
+    from .conventions import expected_counts
 
     ours = expected_counts(probe, extract_patches(obj, positions, probe.shape[-1]))
     theirs = predict_counts(obj, probe, positions)
