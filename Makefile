@@ -5,6 +5,7 @@ PY      := $(VENV)/bin/python
 SMK     := $(VENV)/bin/snakemake
 STAMP   := $(VENV)/.installed
 CONFIG  ?= config/config.yaml
+PUBLISH ?= docs/default_run
 PYTHON3 ?= python3
 
 .PHONY: run test check plan bench report publish clean
@@ -57,11 +58,12 @@ bench: $(STAMP)
 report: $(STAMP)
 	$(SMK) --configfile $(CONFIG) --report report.html
 
-## copy the summary of a finished default run into docs/default_run/ (what the README shows)
+## copy the summary of a finished run into $(PUBLISH) (default docs/default_run/: what the README shows)
 publish:
-	mkdir -p docs/default_run
-	cp results/summary/summary.md results/summary/metrics.csv results/summary/metrics_vs_dose_phase.png \
-	   results/summary/metrics_vs_dose_amplitude.png results/summary/montage_test_phase.png docs/default_run/
+	rm -rf $(PUBLISH)
+	mkdir -p $(PUBLISH)
+	cd results/summary && cp summary.md metrics.csv metrics_stats.csv differences.csv views.csv \
+	   metrics_vs_dose_phase.png metrics_vs_dose_amplitude.png montage_test_phase.png $(CURDIR)/$(PUBLISH)/
 
 clean:
 	rm -rf results logs benchmarks .snakemake report.html

@@ -184,3 +184,17 @@ def test_a_config_edit_reruns_only_the_jobs_that_read_it(tiny_run, tmp_path, edi
     assert planned and set(planned) <= allowed, planned
     if "pinn" in edit:
         assert "train_baseline" not in planned and "reconstruct_ptychi" not in planned
+
+
+def test_the_report_of_a_finished_run_builds(tiny_run, tmp_path):
+    """`snakemake --report` on the finished tiny run: one self-contained HTML file that carries
+    the captions of workflow/report/ and the summary's figures (the catalog's `report: true`)."""
+    report = tmp_path / "report.html"
+    res = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(tiny_run),
+                          "--configfile", str(TINY), "--report", str(report)],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    html = report.read_text(errors="replace")
+    assert len(html) > 100_000
+    for text in ("montage_test_phase.png", "metrics_vs_dose_phase.png", "summary.md"):
+        assert text in html, text
