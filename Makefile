@@ -63,7 +63,7 @@ publish:
 	rm -rf $(PUBLISH)
 	mkdir -p $(PUBLISH)
 	cd results/summary && cp summary.md metrics.csv metrics_stats.csv differences.csv views.csv \
-	   metrics_vs_dose_phase.png metrics_vs_dose_amplitude.png montage_test_phase.png $(CURDIR)/$(PUBLISH)/
+	   metrics_vs_dose_phase.png metrics_vs_dose_amplitude.png montage_test_phase.png $(abspath $(PUBLISH))/
 
 clean:
 	rm -rf results logs benchmarks .snakemake report.html
