@@ -16,8 +16,9 @@
 #   PTYCHOSTUDY_SLURM_MEM_MB  memory the node advertises [90 % of MemTotal]
 #   PTYCHOSTUDY_SLURM_GPUS    fake GPUs on the node [1]
 #
-# Facts behind the settings: /work/shared/notes/local-slurm.md (no cgroups, no accounting,
-# MinJobAge=300 so that `squeue` still reports finished jobs to snakemake).
+# Why these settings: containers rarely delegate cgroups, so no cgroup plugins; no accounting
+# daemon (slurmdbd) is needed for one node; MinJobAge=300 keeps finished jobs visible to
+# `squeue`, which Snakemake's SLURM executor polls for their state.
 set -euo pipefail
 
 STATE_DIR=${PTYCHOSTUDY_SLURM_DIR:-/var/tmp/ptychostudy-slurm}
