@@ -133,7 +133,7 @@ def _rule_of(path: str) -> tuple[str, str | None, str | None]:
 
 def test_every_job_stays_within_its_memory_request(tiny_run):
     """Snakemake's benchmark files record each job's peak RSS; the request is derived from the
-    data sizes (ptychostudy.resources). The study-size check is bench/full_size.md."""
+    data sizes (ptychostudy.resources)."""
     files = sorted((tiny_run / "benchmarks").rglob("*.tsv"))
     assert len(files) > 50
     for path in files:

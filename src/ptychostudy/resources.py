@@ -1,7 +1,8 @@
 """Memory each rule's job asks for, derived from the data sizes of the plan (first attempt).
 
-The workflow multiplies these by the attempt number (retries under SLURM); the full-size check
-(``bench/bench_full_size.py``) compares them with the peak RSS the jobs really reached. Every
+The workflow multiplies these by the attempt number (retries under SLURM); the end-to-end test
+compares them with the peak RSS every job of the tiny run reached (tests/test_workflow.py; a
+run at the study's size is still to be measured). Every
 figure is a fixed interpreter cost plus the arrays the job holds at once, as its code holds them:
 no job holds a split, only a chunk, a block of groups, or the objects.
 """

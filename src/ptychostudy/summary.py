@@ -203,15 +203,14 @@ def view_table(overlap_paths, history_paths) -> pd.DataFrame:
             raise DataError(f"{path}: expected .../dose_<d>/<view>/<model>/seed_<s>/history.csv")
         h = pd.read_csv(path)
         key = (int(m.group(1)), m.group(2), m.group(3))
-        batch = h["samples"].iloc[-1] / h["steps"].iloc[-1] if "steps" in h else np.nan
-        budget.setdefault(key, []).append((h["steps"].iloc[-1], h["samples"].iloc[-1], batch,
+        budget.setdefault(key, []).append((h["steps"].iloc[-1], h["samples"].iloc[-1],
                                            int(h.loc[h["selected"], "epoch"].iloc[0]) if "selected" in h else np.nan))
     for (dose, view, model), runs in budget.items():
         sel = (table.dose == dose) & (table.view == view) & (table.split == "train")
         arr = np.asarray(runs, dtype=np.float64)
         table.loc[sel, f"{model}_steps"] = arr[:, 0].mean()
         table.loc[sel, f"{model}_samples"] = arr[:, 1].mean()
-        table.loc[sel, f"{model}_selected_epoch"] = arr[:, 3].mean()
+        table.loc[sel, f"{model}_selected_epoch"] = arr[:, 2].mean()
     return table.sort_values(["dose", "view", "split"]).reset_index(drop=True) if len(table) else table
 
 
