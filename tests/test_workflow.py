@@ -15,7 +15,7 @@ from conftest import ROOT, TINY
 from ptychostudy import io
 from ptychostudy.config import SCORED_SPLITS, SPLITS, build_plan
 from ptychostudy.phase_c import validate_phase_c
-from ptychostudy.resources import mem_mb
+from ptychostudy.resources import benchmark_job, mem_mb
 from ptychostudy.shards import load_chunk
 
 PLAN = build_plan(yaml.safe_load(TINY.read_text()))
@@ -109,35 +109,13 @@ def test_every_gpu_job_log_names_its_device(tiny_run):
         assert re.search(r"INFO ptychostudy: device: (CPU|GPU \S+)", path.read_text()), path
 
 
-_RULE = re.compile(r"benchmarks/(phase_c|phase_d|phase_e|inference|phase_f|phase_g|summary)/(.*)\.tsv$")
-
-
-def _rule_of(path: str) -> tuple[str, str | None, str | None]:
-    """(rule, view, split) of a benchmark file of the tiny run."""
-    phase, rest = _RULE.search(path).groups()
-    parts = rest.split("/")
-    if phase == "phase_c":
-        return "simulate_dose", None, None
-    if phase == "phase_d":
-        return ("group_view" if parts[-1] == "group" else "shard_chunk"), parts[1], parts[2]
-    if phase == "phase_e":
-        return "train_" + parts[2], parts[1], None
-    if phase == "inference":
-        return ("merge_chunks" if parts[-1] == "merge" else "infer_chunk"), parts[1], parts[2]
-    if phase == "phase_f":
-        return "reconstruct_ptychi", parts[1], parts[2]
-    if phase == "phase_g":
-        return "compare_split", parts[1], parts[2]
-    return "summarize_study", None, None
-
-
 def test_every_job_stays_within_its_memory_request(tiny_run):
     """Snakemake's benchmark files record each job's peak RSS; the request is derived from the
     data sizes (ptychostudy.resources)."""
     files = sorted((tiny_run / "benchmarks").rglob("*.tsv"))
     assert len(files) > 50
     for path in files:
-        rule, view, split = _rule_of(str(path))
+        rule, view, split = benchmark_job(path)
         peak = pd.read_csv(path, sep="\t")["max_rss"].iloc[-1]
         assert peak < mem_mb(PLAN, rule, view, split), (path, peak, mem_mb(PLAN, rule, view, split))
 

@@ -221,6 +221,13 @@ def truth_phase(truth: np.ndarray) -> np.ndarray:
     return phi
 
 
+def display_phase(truth: np.ndarray) -> np.ndarray:
+    """The truth's phase as every phase metric sees it (:func:`truth_phase`, shifted so its
+    minimum is 0): the reference image and colour range of a figure."""
+    phi = truth_phase(truth)
+    return phi - float(phi.min())
+
+
 def components(recon: np.ndarray, truth: np.ndarray) -> dict:
     """{"amplitude": (recon, truth), "phase": (recon, truth)} as float64 images (module
     docstring: the phase pair relative to the truth, shifted so the truth's minimum is 0)."""

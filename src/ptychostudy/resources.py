@@ -1,13 +1,16 @@
 """Memory each rule's job asks for, derived from the data sizes of the plan (first attempt).
 
 The workflow multiplies these by the attempt number (retries under SLURM); the end-to-end test
-compares them with the peak RSS every job of the tiny run reached (tests/test_workflow.py; a
-run at the study's size is still to be measured). Every
+compares them with the peak RSS every job of the tiny run reached (tests/test_workflow.py), and
+``bench/bench_full_size.py`` with the peaks of one dose of the study at its real size. Every
 figure is a fixed interpreter cost plus the arrays the job holds at once, as its code holds them:
 no job holds a split, only a chunk, a block of groups, or the objects.
 """
 
 from __future__ import annotations
+
+import re
+from pathlib import Path
 
 #: interpreter with numpy, scipy and matplotlib; with TensorFlow (and a model); with torch and ptychi
 BASE_MB, TF_MB, TORCH_MB = 500, 1500, 1200
@@ -59,3 +62,26 @@ def mem_mb(plan, rule: str, view: str | None = None, split: str | None = None, a
         cells = len(plan.doses) * len(plan.views)
         return int(BASE_MB + 500 + 16 * obj * cells / MB)
     raise ValueError(f"no memory model for rule {rule!r}")
+
+
+_BENCHMARK = re.compile(r"benchmarks/(phase_c|phase_d|phase_e|inference|phase_f|phase_g|summary)/(.*)\.tsv$")
+
+
+def benchmark_job(path) -> tuple[str, str | None, str | None]:
+    """(rule, view, split) of a job from the path of its Snakemake benchmark file (the rules'
+    ``benchmark:`` patterns, workflow/rules/*.smk); view and split are None where the rule has none."""
+    phase, rest = _BENCHMARK.search(Path(path).as_posix()).groups()
+    parts = rest.split("/")
+    if phase == "phase_c":
+        return "simulate_dose", None, None
+    if phase == "phase_d":
+        return ("group_view" if parts[-1] == "group" else "shard_chunk"), parts[1], parts[2]
+    if phase == "phase_e":
+        return "train_" + parts[2], parts[1], None
+    if phase == "inference":
+        return ("merge_chunks" if parts[-1] == "merge" else "infer_chunk"), parts[1], parts[2]
+    if phase == "phase_f":
+        return "reconstruct_ptychi", parts[1], parts[2]
+    if phase == "phase_g":
+        return "compare_split", parts[1], parts[2]
+    return "summarize_study", None, None

@@ -311,7 +311,7 @@ def montage_figure(aligned_paths, cells) -> Figure:
     fig = Figure(figsize=(2.2 * ncol + 1.0, 2.2 * len(rows) + 0.6), layout="constrained")
     axes = fig.subplots(len(rows), ncol, squeeze=False)
     for i, (label, truth, objs) in enumerate(rows):
-        phi_t = M.components(truth, truth)["phase"][1]
+        phi_t = M.display_phase(truth)
         vmin, vmax = float(phi_t.min()), float(phi_t.max())
         for j, name in enumerate(["ground truth"] + columns):
             ax = axes[i, j]
@@ -333,6 +333,27 @@ def montage_figure(aligned_paths, cells) -> Figure:
     return fig
 
 
+def markdown_rows(head, rows, right_from: int | None = None) -> str:
+    """A markdown table: ``head`` (column names), ``rows`` (lists of cell strings); columns from
+    index ``right_from`` on are right-aligned (numbers), the others left-aligned."""
+    right_from = len(head) if right_from is None else right_from
+    align = ["---"] * right_from + ["---:"] * (len(head) - right_from)
+    lines = ["| " + " | ".join(map(str, head)) + " |", "|" + "|".join(align) + "|"]
+    lines += ["| " + " | ".join(map(str, cells)) + " |" for cells in rows]
+    return "\n".join(lines) + "\n"
+
+
+def markdown_frame(frame: pd.DataFrame, fmt: str = "{:.2f}", right_from: int | None = None) -> str:
+    """``frame`` as a markdown table, floats formatted with ``fmt``, missing values as "–"."""
+    def cell(v):
+        if isinstance(v, float):
+            return fmt.format(v) if np.isfinite(v) else "–"
+        return str(v)
+
+    return markdown_rows(list(frame.columns), [[cell(r[c]) for c in frame.columns] for _, r in frame.iterrows()],
+                         right_from)
+
+
 def _fmt(mean, sd, n, fmt="{:.3f}") -> str:
     if not np.isfinite(mean):
         return "–"
@@ -349,7 +370,7 @@ def headline_table(stats_table: pd.DataFrame, split: str = "test", metric: str =
     arms = [m for m in ordered_models(s.index.get_level_values("model")) if m != TRIVIAL]
     head = ["dose", "view"] + [MODEL_LABELS.get(a, a) for a in arms] + ["flat object"] + \
         [f"{MODEL_LABELS.get(a, a)} − flat" for a in arms] + ["n"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(head) - 2)) + "|"]
+    rows = []
     for dose, view in keys:
         def get(model, col="mean"):
             k = (dose, view, split, model)
@@ -359,22 +380,21 @@ def headline_table(stats_table: pd.DataFrame, split: str = "test", metric: str =
         n = int(max((s.at[(dose, view, split, a), "n"] for a in arms if (dose, view, split, a) in s.index), default=0))
         cells = [str(dose), view] + [_fmt(get(a), get(a, "sd"), n) for a in arms] + [f"{flat:.3f}"]
         cells += [f"{get(a) - flat:+.3f}" if np.isfinite(get(a)) else "–" for a in arms] + [str(n)]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        rows.append(cells)
+    return markdown_rows(head, rows, right_from=2)
 
 
 def difference_table(diff: pd.DataFrame, metric: str = "ssim", component: str = "phase") -> str:
     """The differences of one metric, mean [95 % interval] (n), the claimed ones in bold."""
     d = diff[(diff.metric == metric) & (diff.component == component)]
-    lines = ["| comparison | view / arm | split | dose | mean | 95 % interval | n | claimed |",
-             "|---|---|---|---:|---:|---|---:|---|"]
+    rows = []
     for _, r in d.sort_values(["comparison", "view", "split", "dose"]).iterrows():
         ci = "–" if not np.isfinite(r["ci_low"]) else f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]"
         mean = f"{r['mean']:+.3f}"
-        lines.append(f"| {r['comparison']} | {r['view']} | {r['split']} | {r['dose']} | "
-                     f"{'**' + mean + '**' if r['claimed'] else mean} | {ci} | {r['n']} | "
-                     f"{('yes: ' + r['better']) if r['claimed'] else 'no'} |")
-    return "\n".join(lines) + "\n"
+        rows.append([r["comparison"], r["view"], r["split"], r["dose"], f"**{mean}**" if r["claimed"] else mean, ci,
+                     r["n"], ("yes: " + r["better"]) if r["claimed"] else "no"])
+    return markdown_rows(["comparison", "view / arm", "split", "dose", "mean", "95 % interval", "n", "claimed"],
+                         rows, right_from=3)
 
 
 def markdown_table(stats_table: pd.DataFrame) -> str:
@@ -385,15 +405,15 @@ def markdown_table(stats_table: pd.DataFrame) -> str:
     keys = sorted({k for w in wide.values() for k in w.index}, key=lambda k: (k[2] != "test", k[0], k[1],
                                                                                _model_rank(k[3])))
     head = ["dose", "view", "split", "model"] + [c[0] for c in MARKDOWN_COLUMNS]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 4 + ["---:"] * len(MARKDOWN_COLUMNS)) + "|"]
+    rows = []
     for key in keys:
         cells = [str(k) for k in key]
         for _, metric, comp, fmt in MARKDOWN_COLUMNS:
             w = wide[(metric, comp)]
             v = float(w.at[key, "mean"]) if key in w.index else np.nan
             cells.append("–" if np.isnan(v) else fmt.format(v))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        rows.append(cells)
+    return markdown_rows(head, rows, right_from=4)
 
 
 def view_markdown(views: pd.DataFrame) -> str:
@@ -402,19 +422,9 @@ def view_markdown(views: pd.DataFrame) -> str:
             ("pinn_steps", "{:.0f}"), ("pinn_samples", "{:.0f}"), ("baseline_steps", "{:.0f}"),
             ("baseline_samples", "{:.0f}")]
     cols = [(c, f) for c, f in cols if c in views.columns]
-    lines = ["| " + " | ".join(c for c, _ in cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for _, r in views.iterrows():
-        lines.append("| " + " | ".join("–" if (isinstance(r[c], float) and not np.isfinite(r[c])) or r[c] is None
-                                       else f.format(r[c]) for c, f in cols) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _frame_markdown(frame: pd.DataFrame) -> str:
-    cols = list(frame.columns)
-    lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for _, r in frame.iterrows():
-        lines.append("| " + " | ".join(f"{r[c]:.2f}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |")
-    return "\n".join(lines)
+    rows = [["–" if (isinstance(r[c], float) and not np.isfinite(r[c])) or r[c] is None else f.format(r[c])
+             for c, f in cols] for _, r in views.iterrows()]
+    return markdown_rows([c for c, _ in cols], rows)
 
 
 def summarize(metrics_paths, aligned_paths, cells, outputs: dict, history_paths=(), overlap_paths=()) -> pd.DataFrame:
@@ -438,7 +448,7 @@ def summarize(metrics_paths, aligned_paths, cells, outputs: dict, history_paths=
                  f"{SHIFT_FLAG_PX:g} px, and none was rejected.\n" if flags.empty else
                  f"**{len(flags)} reconstruction(s) shifted by more than {SHIFT_FLAG_PX:g} px or rejected** "
                  "(positions and probe are known: an honest reconstruction needs no shift):\n\n"
-                 + _frame_markdown(flags) + "\n")
+                 + markdown_frame(flags))
     text = (
         "# Study summary\n\n"
         f"{n_rep} replicate(s) (training seeds {sorted(table['seed'].unique().tolist())}). Every arm aligned "
