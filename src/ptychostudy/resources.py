@@ -14,6 +14,9 @@ from pathlib import Path
 
 #: interpreter with numpy, scipy and matplotlib; with TensorFlow (and a model); with torch and ptychi
 BASE_MB, TF_MB, TORCH_MB = 500, 1500, 1200
+#: a training job's batch working set at N = 128 (activations, gradients, the optimiser's state),
+#: scaled by N²; the Baseline at the study's size peaked ~300 MB above its two chunk buffers
+TRAIN_WORK_MB = 1000
 MB = 1e6
 
 
@@ -41,20 +44,28 @@ def mem_mb(plan, rule: str, view: str | None = None, split: str | None = None, a
         return int(BASE_MB + 2 * _chunk_bytes(plan, 4 + 8) / MB + 2 * 8 * obj / MB)
     if rule in ("train_pinn", "train_baseline"):
         # TensorFlow and the model; the streamed chunk's samples in the in-chunk shuffle buffer
-        # (a chunk of diffraction, and of targets for the Baseline); diagnostics run in batches
-        return int(TF_MB + 2 * _chunk_bytes(plan, 4 + 8) / MB)
+        # (a chunk of diffraction, and of targets for the Baseline), two at a chunk boundary; the
+        # model's batch working set (diagnostics run in batches)
+        return int(TF_MB + 2 * _chunk_bytes(plan, 4 + 8) / MB + TRAIN_WORK_MB * (plan.N / 128) ** 2)
     if rule == "infer_chunk":
-        # TensorFlow and the model; one chunk's diffraction in and predicted patches out
+        # TensorFlow and the model; one chunk's diffraction in (float32) and predicted patches out
+        # (complex64, written without a copy), a batch's tensors
         return int(TF_MB + 1.5 * _chunk_bytes(plan, 4 + 8) / MB)
     if rule == "merge_chunks":
         # the canvas (complex128), its weight (float64), the previous object and the result
-        # (complex64 each), and a block of groups (the predictions are never held whole)
-        return int(BASE_MB + (16 + 8 + 8 + 8) * obj / MB + 200)
+        # (complex64 each), and a block of groups: its patches (complex64) and their sub-pixel
+        # contributions (complex128 values, float64 weights, int64 indices); never the split
+        from .stitch import GROUP_BLOCK
+
+        block = GROUP_BLOCK * plan.C * plan.N**2 * (8 + 16 + 8 + 8)
+        return int(BASE_MB + (16 + 8 + 8 + 8) * obj / MB + block / MB)
     if rule in ("reconstruct_ptychi", "reconstruct_ptychi_replicate"):
-        # torch and ptychi; the view's patterns of the split in counts (float32), about three
-        # copies inside ptychi; the object buffer and its gradients
+        # torch and ptychi; the view's patterns of the split: amplitudes and counts (float32),
+        # and ptychi's copies (its data, FFT-shifted, and the valid-pixel mask), six in all at
+        # once (measured: 2,643 MB at 5,184 positions of N = 128, bench/full_size.md); the
+        # object buffer and its gradients
         n = plan.views[view].n_positions(split) if view else max(v.n_positions() for v in plan.views.values())
-        return int(TORCH_MB + 4 * n * plan.N**2 * 4 / MB + 16 * obj / MB)
+        return int(TORCH_MB + 6 * n * plan.N**2 * 4 / MB + 16 * obj / MB)
     if rule == "compare_split":
         # the truth and one object per arm (complex64), the aligned crops in complex128, metrics
         return int(BASE_MB + (arms + 2) * 24 * obj / MB)
@@ -64,7 +75,37 @@ def mem_mb(plan, rule: str, view: str | None = None, split: str | None = None, a
     raise ValueError(f"no memory model for rule {rule!r}")
 
 
+_PEAK = re.compile(r"peak RSS of this job: ([0-9.]+) MB")
 _BENCHMARK = re.compile(r"benchmarks/(phase_c|phase_d|phase_e|inference|phase_f|phase_g|summary)/(.*)\.tsv$")
+
+
+def logged_peak_mb(log_path) -> float | None:
+    """The peak RSS (MB) a job logged at its exit (``runtime.setup_logging``), None if it did not."""
+    peak = None
+    try:
+        for line in Path(log_path).read_text(errors="replace").splitlines():
+            m = _PEAK.search(line)
+            if m:
+                peak = float(m.group(1))
+    except OSError:
+        return None
+    return peak
+
+
+def job_peak_mb(benchmark_path) -> float:
+    """A finished job's peak RSS (MB): what it logged at exit (exact), or else the largest sample
+    of its Snakemake benchmark file (a lower bound: sampled every 30 s after the first 30 s).
+    Its log lies at the benchmark's path under ``logs/`` instead of ``benchmarks/``, as every
+    rule names them."""
+    path = Path(benchmark_path)
+    parts = path.parts
+    i = len(parts) - 1 - parts[::-1].index("benchmarks")
+    logged = logged_peak_mb(Path(*parts[:i], "logs", *parts[i + 1:]).with_suffix(".log"))
+    if logged is not None:
+        return logged
+    import pandas as pd
+
+    return float(pd.read_csv(path, sep="\t")["max_rss"].iloc[-1]) * 2**20 / 1e6
 
 
 def benchmark_job(path) -> tuple[str, str | None, str | None]:

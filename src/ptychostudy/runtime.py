@@ -6,6 +6,7 @@ are fixed at that moment, and the job's ``threads`` is what the scheduler reserv
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import shutil
@@ -31,7 +32,34 @@ def setup_logging(log_path: str | None) -> logging.Logger:
         logger.error("failed: %s", exc, exc_info=(exc_type, exc, tb))
 
     sys.excepthook = _hook
+    atexit.register(_log_peak_rss, logger)
     return logger
+
+
+#: the line every job's log ends with; ``ptychostudy.resources.logged_peak_mb`` reads it back
+PEAK_RSS_LINE = "peak RSS of this job: {:.0f} MB"
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory (``VmHWM``, MB = 10⁶ bytes), None where /proc has none.
+
+    Exact, unlike Snakemake's benchmark files, which sample the RSS every second for the first
+    30 s of a job and every 30 s after, and so miss short peaks of long jobs.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024 / 1e6
+    except OSError:
+        pass
+    return None
+
+
+def _log_peak_rss(logger: logging.Logger) -> None:
+    peak = peak_rss_mb()
+    if peak is not None:
+        logger.info(PEAK_RSS_LINE.format(peak))
 
 
 def limit_cpu_threads(threads: int) -> None:

@@ -1,0 +1,200 @@
+"""The study at its real size on one machine: one dose × the dense view, through every rule.
+
+    .venv/bin/python bench/bench_full_size.py            # run, then write bench/full_size.md
+    .venv/bin/python bench/bench_full_size.py --report   # only (re)write the page from a finished run
+
+The config is ``config/study_fly64.yaml`` with only these keys changed (written to
+``<work>/config.yaml``, so the run is reproducible from it):
+
+- one dose (1e5), the dense view, one replicate (seed 7);
+- ``training.epochs: 1`` (patience 0) and ``ptychi.epochs: 5``: the caps that make it fit a
+  2-core CPU in about an hour. Epochs change how long a job runs, not what it holds: every
+  training epoch streams the same chunks, and LSQML holds the same patterns at any epoch.
+
+Everything else is the study's: N = 128, gridsize 2, a 72 × 72 raster per split (5,184
+positions), 8,192 training groups and every validation and test group, chunks of 4,096 groups,
+all three arms, filters 44, every rule (Phase C to the summary). Snakemake runs it in
+``<work>`` (default ``bench/_work/full_size``) with the workflow profile, ``--cores`` and a
+``mem_mb`` budget, so the scheduler itself keeps the jobs' requests within the machine.
+
+The page records, per job: wall time and peak RSS from Snakemake's benchmark files, against the
+memory the job asked for (``ptychostudy.resources.mem_mb``, the workflow's own request), and the
+bytes of the largest whole-split array the job could have held (predictions or patterns of its
+split) to show it held a chunk, not a split. Then the disk each phase left, against the estimate
+``make plan`` prints (``tools/plan.py:disk_estimate``), and the workflow's wall time against the
+sum of its job times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "tools"))
+
+from common import machine  # noqa: E402
+from plan import PHASES, disk_estimate  # noqa: E402
+from ptychostudy.config import build_plan  # noqa: E402
+from ptychostudy.resources import benchmark_job, mem_mb  # noqa: E402
+from ptychostudy.summary import markdown_frame  # noqa: E402
+
+#: the keys changed from config/study_fly64.yaml (see the docstring)
+OVERRIDES = {
+    "doses": [100000],
+    "views": {"dense": {"overlap": 0.7}},
+    "replicates": [7],
+    "training": {"epochs": 1, "patience": 0},
+    "ptychi": {"epochs": 5},
+}
+
+
+def bench_config() -> dict:
+    cfg = yaml.safe_load((ROOT / "config/study_fly64.yaml").read_text())
+    for key, value in OVERRIDES.items():
+        cfg[key] = {**cfg[key], **value} if key in ("training", "ptychi") else value
+    return cfg
+
+
+def run(work: Path, cores: int, mem: int) -> float:
+    work.mkdir(parents=True, exist_ok=True)
+    configfile = work / "config.yaml"
+    configfile.write_text(yaml.safe_dump(bench_config(), sort_keys=False))
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(work),
+           "--configfile", str(configfile), "--cores", str(cores),
+           "--resources", f"gpu={cores}", f"mem_mb={mem}"]
+    print(" ".join(cmd), flush=True)
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    wall = time.perf_counter() - t0
+    (work / "wall.json").write_text(json.dumps({"wall_s": wall, "cores": cores, "mem_mb": mem}))
+    return wall
+
+
+def split_bytes(plan, rule: str, view: str | None, split: str | None) -> int | None:
+    """Bytes of the whole-split array a job of ``rule`` would hold if it did not work by chunk."""
+    if view is None or split is None:
+        return None
+    v = plan.views[view]
+    if rule in ("infer_chunk", "merge_chunks"):  # the split's predicted patches, complex64
+        return v.n_groups(split) * plan.C * plan.N**2 * 8
+    if rule == "shard_chunk":  # the split's grouped diffraction (float32) and true patches (complex64)
+        return v.n_groups(split) * plan.C * plan.N**2 * 12
+    if rule.startswith("train_"):  # the train split's grouped diffraction and targets
+        return v.n_groups("train") * plan.C * plan.N**2 * 12
+    return None
+
+
+def jobs_table(work: Path, plan) -> pd.DataFrame:
+    rows = []
+    for path in sorted((work / "benchmarks").rglob("*.tsv")):
+        rule, view, split = benchmark_job(path)
+        if rule.startswith("train_"):
+            split = "train"
+        b = pd.read_csv(path, sep="\t").iloc[-1]
+        whole = split_bytes(plan, rule, view, split)
+        rows.append({"rule": rule, "job": path.relative_to(work / "benchmarks").with_suffix("").as_posix(),
+                     "wall_s": float(b["s"]), "peak_rss_mb": float(b["max_rss"]) * 2**20 / 1e6,
+                     "request_mb": mem_mb(plan, rule, view, split),
+                     "whole_split_mb": whole / 1e6 if whole else float("nan")})
+    df = pd.DataFrame(rows)
+    df["peak_over_request"] = df.peak_rss_mb / df.request_mb
+    return df
+
+
+def disk_table(work: Path, plan, keep_predictions: bool) -> pd.DataFrame:
+    est = disk_estimate(plan)
+    rows = []
+    for phase in PHASES:
+        folder = work / "results" / phase
+        size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and p.suffix != ".png") if folder.exists() else 0
+        expected = est[phase] - (est["predictions"] if phase == "inference" and not keep_predictions else 0)
+        rows.append({"phase": phase, "measured_gb": size / 1e9, "estimate_gb": expected / 1e9})
+    return pd.DataFrame(rows)
+
+
+def report(work: Path, out: Path) -> None:
+    cfg = yaml.safe_load((work / "config.yaml").read_text())
+    plan = build_plan(cfg)
+    jobs = jobs_table(work, plan)
+    disk = disk_table(work, plan, cfg.get("inference", {}).get("keep_predictions", True))
+    run_info = json.loads((work / "wall.json").read_text())
+    wall = run_info["wall_s"]
+    per_rule = jobs.groupby("rule").agg(jobs=("job", "size"), wall_s_sum=("wall_s", "sum"), wall_s_max=("wall_s", "max"),
+                                        peak_rss_mb_max=("peak_rss_mb", "max"), request_mb=("request_mb", "max"),
+                                        peak_over_request_max=("peak_over_request", "max")).reset_index()
+    per_rule = per_rule.sort_values("wall_s_sum", ascending=False)
+    over = jobs[jobs.peak_over_request >= 1]
+    split_held = jobs[jobs.peak_rss_mb >= jobs.whole_split_mb]
+    text = [
+        "# The study at its real size: one dose × the dense view, every rule",
+        "",
+        f"Machine: {machine()}; no GPU (TensorFlow and torch on the CPU).",
+        "Command: `.venv/bin/python bench/bench_full_size.py` (run and page; `--report` rewrites the page).",
+        "",
+        "Config: `config/study_fly64.yaml` with dose 1e5 only, the dense view only, replicate 7, "
+        "`training.epochs: 1` and `ptychi.epochs: 5` (the config the run used is written beside it). "
+        f"At the study's size: N = {plan.N}, C = {plan.C}, {plan.views['dense'].n_positions('test')} positions per split, "
+        f"{plan.views['dense'].n_groups('train')} training groups, {plan.views['dense'].n_groups('test')} test groups, "
+        f"chunks of {plan.chunk_size} groups, objects of {plan.object_size}² px.",
+        "",
+        f"**Workflow wall time: {wall / 60:.1f} min** with `--cores {run_info['cores']}` and a "
+        f"`mem_mb` budget of {run_info['mem_mb']} MB; "
+        f"sum of job times {jobs.wall_s.sum() / 60:.1f} min ({len(jobs)} jobs).",
+        "",
+        f"**Jobs over their memory request: {len(over)}** (largest peak/request "
+        f"{jobs.peak_over_request.max():.2f}, {jobs.loc[jobs.peak_over_request.idxmax(), 'job']}). "
+        f"**Jobs whose peak reached the size of their split's whole array: {len(split_held)}.**",
+        "",
+        "## Per rule",
+        "",
+        "Peak RSS is Snakemake's `max_rss` of the job (MB = 10⁶ bytes); the request is the rule's "
+        "`mem_mb` for this job (`ptychostudy.resources.mem_mb`).",
+        "",
+        markdown_frame(per_rule, right_from=1),
+        "",
+        "## Per job",
+        "",
+        "`whole_split_mb`: the split's predicted patches (inference, merge) or grouped diffraction and "
+        "targets (sharding, training), which no job may hold.",
+        "",
+        markdown_frame(jobs.drop(columns="rule"), right_from=1),
+        "",
+        "## Disk",
+        "",
+        "Bytes left in each phase's folder at the end (figures not counted), against the estimate "
+        "of `make plan` for the same config (`tools/plan.py:disk_estimate`; inference without the "
+        "chunk predictions, which `inference.keep_predictions: false` deletes at each merge).",
+        "",
+        markdown_frame(disk, right_from=1),
+        "",
+    ]
+    out.write_text("\n".join(text))
+    print(f"wrote {out}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work", default=str(ROOT / "bench/_work/full_size"))
+    ap.add_argument("--cores", type=int, default=2)
+    ap.add_argument("--mem-mb", type=int, default=22000, help="memory the scheduler may hand out (MB)")
+    ap.add_argument("--out", default=str(ROOT / "bench/full_size.md"))
+    ap.add_argument("--report", action="store_true", help="only write the page from a finished run")
+    args = ap.parse_args()
+    work = Path(args.work)
+    if not args.report:
+        run(work, args.cores, args.mem_mb)
+    report(work, Path(args.out))
+
+
+if __name__ == "__main__":
+    main()
