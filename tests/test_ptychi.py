@@ -53,6 +53,19 @@ def test_frame_maps_buffer_to_object_by_integer_offset():
     assert (r[:, 1] - N // 2 - f.y0).min() >= 0 and (r[:, 1] + N // 2 - f.y0).max() <= f.height
 
 
+def test_illumination_map_is_independent_of_its_blocks(monkeypatch):
+    """Placed in blocks (bounded memory at 5,184 positions) or at once: the same map."""
+    rng = np.random.default_rng(3)
+    positions = rng.uniform(20, 80, size=(37, 2))
+    probe = _smooth_probe()
+    monkeypatch.setattr(lsqml, "ILLUMINATION_BLOCK", 5)
+    blocked = lsqml.illumination_map(probe, positions, (130, 120))
+    monkeypatch.setattr(lsqml, "ILLUMINATION_BLOCK", 1000)
+    whole = lsqml.illumination_map(probe, positions, (130, 120))
+    assert blocked.shape == (130, 120) and blocked.max() == pytest.approx(1.0)
+    np.testing.assert_allclose(blocked, whole, atol=1e-6)
+
+
 def test_forward_model_matches_ours_at_integer_positions():
     """Position mapping and FFT scaling (probe/N): ptychi's predicted intensities equal our expected counts.
 

@@ -221,6 +221,10 @@ def subpixel_model_mismatch(probe: np.ndarray, obj: np.ndarray, positions: np.nd
     return float(np.linalg.norm(theirs - ours) / np.linalg.norm(ours))
 
 
+#: positions placed at once by :func:`illumination_map`
+ILLUMINATION_BLOCK = 256
+
+
 def illumination_map(probe: np.ndarray, positions: np.ndarray, object_shape: tuple[int, int]) -> np.ndarray:
     """Σ |P|² placed at the positions in our object frame, normalised to a maximum of 1 (float32).
 
@@ -233,8 +237,12 @@ def illumination_map(probe: np.ndarray, positions: np.ndarray, object_shape: tup
     canvas = np.zeros((ly + 2 * pad, lx + 2 * pad), dtype=np.complex128)
     weight = np.zeros(canvas.shape, dtype=np.float64)
     inten = np.abs(probe.astype(np.complex128)) ** 2
-    # weight canvas accumulates the window = |P|²; the data canvas is a by-product
-    place_patches(canvas, weight, np.ones((len(positions), n, n)), positions + pad, inten)
+    # weight canvas accumulates the window = |P|²; the data canvas is a by-product. In blocks:
+    # the sub-pixel contributions of a whole split would take ~0.5 MB per position at N = 128
+    ones = np.ones((ILLUMINATION_BLOCK, n, n))
+    for start in range(0, len(positions), ILLUMINATION_BLOCK):
+        block = positions[start:start + ILLUMINATION_BLOCK]
+        place_patches(canvas, weight, ones[: len(block)], block + pad, inten)
     illum = np.clip(weight[pad : pad + ly, pad : pad + lx], 0, None)
     return (illum / illum.max() if illum.max() > 0 else illum).astype(np.float32)
 

@@ -192,7 +192,7 @@ def infer_chunk_file(model_path, chunk_path, out_path, batch_size: int = 64, exp
     positions = chunk["coords_center"].astype(np.float64)[:, None, :] + chunk["coords_relative"].astype(np.float64)
     save_npz(
         out_path,
-        patches=patches.astype(np.complex64),
+        patches=np.asarray(patches, dtype=np.complex64),  # no copy: a chunk of patches is 2 GB at N = 128
         positions=positions,
         group_index=chunk["group_index"].astype(np.int64),
         member_index=chunk["member_index"].astype(np.int64),
