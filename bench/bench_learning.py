@@ -32,6 +32,8 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 OUT = ROOT / "bench" / "learning"
 SPLITS = ("train", "validation")
+#: the first line of the conclusions written into learning.md by hand; ``plot`` keeps them
+FINDINGS = "What the curves chose"
 
 import numpy as np  # noqa: E402
 
@@ -166,9 +168,13 @@ def plot(args) -> None:
     axes[2].set_yscale("symlog", linthresh=1e-3)
     axes[0].legend(fontsize=6, ncol=2)
     fig.savefig(ROOT / "bench" / "learning.png", dpi=90)
-    lines += ["", "Dotted lines: the flat object's score on each curve's data.", "",
+    page = ROOT / "bench" / "learning.md"
+    # the written conclusions (from FINDINGS up to the figure) survive a re-plot
+    old = page.read_text() if page.exists() else ""
+    findings = old[old.index(FINDINGS):old.index("![learning curves]")].rstrip() if FINDINGS in old else ""
+    lines += ["", "Dotted lines: the flat object's score on each curve's data.", "", findings, "",
               "![learning curves](learning.png)", ""]
-    (ROOT / "bench" / "learning.md").write_text("\n".join(lines))
+    page.write_text("\n".join(lines))
     print("\n".join(lines))
 
 
