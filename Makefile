@@ -8,7 +8,7 @@ CONFIG  ?= config/config.yaml
 PUBLISH ?= docs/default_run
 PYTHON3 ?= python3
 
-.PHONY: run test check plan bench report publish clean
+.PHONY: run test check plan bench bench-full-size report publish clean
 
 # torch/torchvision first, pinned (ptychi imports torchvision at module level and needs the
 # matching pair); then the project with TensorFlow, Snakemake and the rest from pyproject.toml;
@@ -53,6 +53,12 @@ plan: $(STAMP)
 ## benchmarks (bench/*.py, each documented in its docstring); they write bench/results.md
 bench: $(STAMP)
 	$(PY) bench/run_all.py
+
+## one dose x the dense view of config/study_fly64.yaml at its real size (N = 128, chunks of 4,096),
+## every rule, epochs capped; writes bench/full_size.md (per-job peak RSS against its request,
+## disk against `make plan`). About an hour on 2 cores, ~30 GB under bench/_work/full_size
+bench-full-size: $(STAMP)
+	$(PY) bench/bench_full_size.py
 
 ## HTML report of a finished run
 report: $(STAMP)

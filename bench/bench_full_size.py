@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 from common import machine  # noqa: E402
 from plan import PHASES, disk_estimate  # noqa: E402
 from ptychostudy.config import build_plan  # noqa: E402
-from ptychostudy.resources import benchmark_job, mem_mb  # noqa: E402
+from ptychostudy.resources import benchmark_job, job_peak_mb, logged_peak_mb, mem_mb  # noqa: E402
 from ptychostudy.summary import markdown_frame  # noqa: E402
 
 #: the keys changed from config/study_fly64.yaml (see the docstring)
@@ -80,39 +80,53 @@ def run(work: Path, cores: int, mem: int) -> float:
     return wall
 
 
-def split_bytes(plan, rule: str, view: str | None, split: str | None) -> int | None:
-    """Bytes of the whole-split array a job of ``rule`` would hold if it did not work by chunk."""
-    if view is None or split is None:
-        return None
-    v = plan.views[view]
-    if rule in ("infer_chunk", "merge_chunks"):  # the split's predicted patches, complex64
-        return v.n_groups(split) * plan.C * plan.N**2 * 8
-    if rule == "shard_chunk":  # the split's grouped diffraction (float32) and true patches (complex64)
-        return v.n_groups(split) * plan.C * plan.N**2 * 12
-    if rule.startswith("train_"):  # the train split's grouped diffraction and targets
-        return v.n_groups("train") * plan.C * plan.N**2 * 12
-    return None
-
-
 def jobs_table(work: Path, plan) -> pd.DataFrame:
     rows = []
     for path in sorted((work / "benchmarks").rglob("*.tsv")):
         rule, view, split = benchmark_job(path)
-        if rule.startswith("train_"):
-            split = "train"
         b = pd.read_csv(path, sep="\t").iloc[-1]
-        whole = split_bytes(plan, rule, view, split)
-        rows.append({"rule": rule, "job": path.relative_to(work / "benchmarks").with_suffix("").as_posix(),
-                     "wall_s": float(b["s"]), "peak_rss_mb": float(b["max_rss"]) * 2**20 / 1e6,
-                     "request_mb": mem_mb(plan, rule, view, split),
-                     "whole_split_mb": whole / 1e6 if whole else float("nan")})
+        rel = path.relative_to(work / "benchmarks").with_suffix("")
+        logged = logged_peak_mb(work / "logs" / rel.with_suffix(".log"))
+        rows.append({"rule": rule, "job": rel.as_posix(), "wall_s": float(b["s"]),
+                     "peak_mb": job_peak_mb(path), "sampled_mb": float(b["max_rss"]) * 2**20 / 1e6,
+                     "request_mb": mem_mb(plan, rule, view, "train" if rule.startswith("train_") else split),
+                     "exact": logged is not None})
     df = pd.DataFrame(rows)
-    df["peak_over_request"] = df.peak_rss_mb / df.request_mb
+    df["peak_over_request"] = df.peak_mb / df.request_mb
     return df
 
 
+def chunk_or_split(jobs: pd.DataFrame, plan) -> pd.DataFrame:
+    """Peaks of the jobs that handle a chunk (or stream a split) in the test and the train split,
+    which differ in size (5,184 and 8,192 groups at the study's size): equal peaks show the
+    memory follows the chunk, not the split."""
+    rows = []
+    v = plan.views["dense"]
+    for label, test_job, train_job in [
+        ("shard_chunk, a full chunk", "phase_d/{d}/dense/test/chunk_0000", "phase_d/{d}/dense/train/chunk_0000"),
+        ("infer_chunk PINN, a full chunk", "inference/{d}/dense/test/pinn/seed_{s}/chunk_0000",
+         "inference/{d}/dense/train/pinn/seed_{s}/chunk_0000"),
+        ("infer_chunk Baseline, a full chunk", "inference/{d}/dense/test/baseline/seed_{s}/chunk_0000",
+         "inference/{d}/dense/train/baseline/seed_{s}/chunk_0000"),
+        ("merge_chunks PINN, the whole split", "inference/{d}/dense/test/pinn/seed_{s}/merge",
+         "inference/{d}/dense/train/pinn/seed_{s}/merge"),
+        ("merge_chunks Baseline, the whole split", "inference/{d}/dense/test/baseline/seed_{s}/merge",
+         "inference/{d}/dense/train/baseline/seed_{s}/merge"),
+    ]:
+        names = {"d": f"dose_{plan.doses[0]}", "s": plan.replicates[0]}
+        peak = jobs.set_index("job")["peak_mb"]
+        a, b = test_job.format(**names), train_job.format(**names)
+        if a in peak and b in peak:
+            rows.append({"job": label, "test_peak_mb": peak[a], "train_peak_mb": peak[b],
+                         "train_over_test": peak[b] / peak[a],
+                         "split_predictions_mb": v.n_groups("train") * plan.C * plan.N**2 * 8 / 1e6})
+    return pd.DataFrame(rows)
+
+
 def disk_table(work: Path, plan, keep_predictions: bool) -> pd.DataFrame:
-    est = disk_estimate(plan)
+    costs = ROOT / "bench/costs/study_fly64.json"  # the networks' parameter counts, as `make plan` uses them
+    params = json.loads(costs.read_text()) if costs.exists() else {}
+    est = disk_estimate(plan, {m: params[f"{m}_parameters"] for m in plan.nn_models if f"{m}_parameters" in params})
     rows = []
     for phase in PHASES:
         folder = work / "results" / phase
@@ -122,19 +136,34 @@ def disk_table(work: Path, plan, keep_predictions: bool) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def changed_since(cfg: dict) -> list[str]:
+    """Keys where the run's config differs from what the study config gives today."""
+    now = bench_config()
+    out = []
+    for key in sorted(set(cfg) | set(now)):
+        a, b = cfg.get(key), now.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += [f"{key}.{k}: {a.get(k)!r} in the run, {b.get(k)!r} now" for k in sorted(set(a) | set(b))
+                    if a.get(k) != b.get(k)]
+        elif a != b:
+            out.append(f"{key}: {a!r} in the run, {b!r} now")
+    return out
+
+
 def report(work: Path, out: Path) -> None:
     cfg = yaml.safe_load((work / "config.yaml").read_text())
+    changed = changed_since(cfg)
     plan = build_plan(cfg)
     jobs = jobs_table(work, plan)
     disk = disk_table(work, plan, cfg.get("inference", {}).get("keep_predictions", True))
     run_info = json.loads((work / "wall.json").read_text())
     wall = run_info["wall_s"]
     per_rule = jobs.groupby("rule").agg(jobs=("job", "size"), wall_s_sum=("wall_s", "sum"), wall_s_max=("wall_s", "max"),
-                                        peak_rss_mb_max=("peak_rss_mb", "max"), request_mb=("request_mb", "max"),
+                                        peak_mb_max=("peak_mb", "max"), request_mb=("request_mb", "max"),
                                         peak_over_request_max=("peak_over_request", "max")).reset_index()
     per_rule = per_rule.sort_values("wall_s_sum", ascending=False)
     over = jobs[jobs.peak_over_request >= 1]
-    split_held = jobs[jobs.peak_rss_mb >= jobs.whole_split_mb]
+    per_split = chunk_or_split(jobs, plan)
     text = [
         "# The study at its real size: one dose × the dense view, every rule",
         "",
@@ -142,30 +171,39 @@ def report(work: Path, out: Path) -> None:
         "Command: `.venv/bin/python bench/bench_full_size.py` (run and page; `--report` rewrites the page).",
         "",
         "Config: `config/study_fly64.yaml` with dose 1e5 only, the dense view only, replicate 7, "
-        "`training.epochs: 1` and `ptychi.epochs: 5` (the config the run used is written beside it). "
+        "`training.epochs: 1` and `ptychi.epochs: 5` (the run writes the config it used to `<work>/config.yaml`). "
         f"At the study's size: N = {plan.N}, C = {plan.C}, {plan.views['dense'].n_positions('test')} positions per split, "
         f"{plan.views['dense'].n_groups('train')} training groups, {plan.views['dense'].n_groups('test')} test groups, "
         f"chunks of {plan.chunk_size} groups, objects of {plan.object_size}² px.",
+        "",
+        *([f"The study config changed after this run: {'; '.join(changed)}."] if changed else []),
         "",
         f"**Workflow wall time: {wall / 60:.1f} min** with `--cores {run_info['cores']}` and a "
         f"`mem_mb` budget of {run_info['mem_mb']} MB; "
         f"sum of job times {jobs.wall_s.sum() / 60:.1f} min ({len(jobs)} jobs).",
         "",
         f"**Jobs over their memory request: {len(over)}** (largest peak/request "
-        f"{jobs.peak_over_request.max():.2f}, {jobs.loc[jobs.peak_over_request.idxmax(), 'job']}). "
-        f"**Jobs whose peak reached the size of their split's whole array: {len(split_held)}.**",
+        f"{jobs.peak_over_request.max():.2f}, {jobs.loc[jobs.peak_over_request.idxmax(), 'job']}); "
+        f"{int(jobs.exact.sum())} of {len(jobs)} peaks are exact (logged by the job at exit).",
         "",
         "## Per rule",
         "",
-        "Peak RSS is Snakemake's `max_rss` of the job (MB = 10⁶ bytes); the request is the rule's "
-        "`mem_mb` for this job (`ptychostudy.resources.mem_mb`).",
+        "Peak: the job's peak resident memory (`VmHWM`) as it logged it at exit (MB = 10⁶ bytes); "
+        "`sampled_mb` is what Snakemake's benchmark file saw (sampled every 30 s after a job's "
+        "first 30 s: it misses short peaks). The request is the rule's `mem_mb` for this job "
+        "(`ptychostudy.resources.mem_mb`).",
         "",
         markdown_frame(per_rule, right_from=1),
         "",
-        "## Per job",
+        "## A chunk, not a split",
         "",
-        "`whole_split_mb`: the split's predicted patches (inference, merge) or grouped diffraction and "
-        "targets (sharding, training), which no job may hold.",
+        "The train split holds 8,192 groups, the test split 5,184: a job whose memory followed its "
+        "split would peak 1.6× higher on the train split. `split_predictions_mb`: the train split's "
+        "predicted patches, which no job holds.",
+        "",
+        markdown_frame(per_split, right_from=1),
+        "",
+        "## Per job",
         "",
         markdown_frame(jobs.drop(columns="rule"), right_from=1),
         "",
@@ -173,7 +211,9 @@ def report(work: Path, out: Path) -> None:
         "",
         "Bytes left in each phase's folder at the end (figures not counted), against the estimate "
         "of `make plan` for the same config (`tools/plan.py:disk_estimate`; inference without the "
-        "chunk predictions, which `inference.keep_predictions: false` deletes at each merge).",
+        "chunk predictions, which `inference.keep_predictions: false` deletes at each merge; the "
+        "saved models as float32 weights, without the optimiser state a `.keras` file also holds). "
+        "The estimate leaves out Phase G's aligned crops.",
         "",
         markdown_frame(disk, right_from=1),
         "",

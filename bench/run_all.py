@@ -4,7 +4,8 @@
 
 Each benchmark writes its own page (shards.md, models.md, step.md, ptychi.md, pipeline.md,
 pipeline_memory.md, pipeline_x2.md, exactness.md, stitch.md, plan.md, plan_scaling.md); the
-learning curves (bench_learning.py, learning.md) are experiments run by hand. This script
+learning curves (bench_learning.py, learning.md) and the full-size run of one dose
+(bench_full_size.py, full_size.md: ``make bench-full-size``, about an hour) are run by hand. This script
 runs them one after the other (never in parallel: they time themselves) and concatenates the
 pages, with the machine and date, into results.md.
 """
