@@ -62,7 +62,7 @@ def mem_mb(plan, rule: str, view: str | None = None, split: str | None = None, a
     if rule in ("reconstruct_ptychi", "reconstruct_ptychi_replicate"):
         # torch and ptychi; the view's patterns of the split: amplitudes and counts (float32),
         # and ptychi's copies (its data, FFT-shifted, and the valid-pixel mask), six in all at
-        # once (measured: 2,643 MB at 5,184 positions of N = 128, bench/full_size.md); the
+        # once (measured: 2.7 GB at 5,184 positions of N = 128, bench/full_size.md); the
         # object buffer and its gradients
         n = plan.views[view].n_positions(split) if view else max(v.n_positions() for v in plan.views.values())
         return int(TORCH_MB + 6 * n * plan.N**2 * 4 / MB + 16 * obj / MB)
