@@ -17,12 +17,13 @@ all three arms, filters 44, every rule (Phase C to the summary). Snakemake runs 
 ``<work>`` (default ``bench/_work/full_size``) with the workflow profile, ``--cores`` and a
 ``mem_mb`` budget, so the scheduler itself keeps the jobs' requests within the machine.
 
-The page records, per job: wall time and peak RSS from Snakemake's benchmark files, against the
-memory the job asked for (``ptychostudy.resources.mem_mb``, the workflow's own request), and the
-bytes of the largest whole-split array the job could have held (predictions or patterns of its
-split) to show it held a chunk, not a split. Then the disk each phase left, against the estimate
-``make plan`` prints (``tools/plan.py:disk_estimate``), and the workflow's wall time against the
-sum of its job times.
+The page records, per job: wall time (Snakemake's benchmark file) and the exact peak RSS the job
+logged at exit (``ptychostudy.resources.job_peak_mb``; the benchmark file's sampled figure
+beside it), against the memory the job asked for (``ptychostudy.resources.mem_mb``, the
+workflow's own request). Then the peaks of the same full chunk in the train and the test split,
+which differ in size (a job holding its split would peak higher on the larger one); the disk
+each phase left, against the estimate ``make plan`` prints (``tools/plan.py:disk_estimate``);
+and the workflow's wall time against the sum of its job times.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 from common import machine  # noqa: E402
 from plan import PHASES, disk_estimate  # noqa: E402
 from ptychostudy.config import build_plan  # noqa: E402
-from ptychostudy.resources import benchmark_job, job_peak_mb, logged_peak_mb, mem_mb  # noqa: E402
+from ptychostudy.resources import benchmark_job, benchmark_log, job_peak_mb, logged_peak_mb, mem_mb  # noqa: E402
 from ptychostudy.summary import markdown_frame  # noqa: E402
 
 #: the keys changed from config/study_fly64.yaml (see the docstring)
@@ -85,12 +86,11 @@ def jobs_table(work: Path, plan) -> pd.DataFrame:
     for path in sorted((work / "benchmarks").rglob("*.tsv")):
         rule, view, split = benchmark_job(path)
         b = pd.read_csv(path, sep="\t").iloc[-1]
-        rel = path.relative_to(work / "benchmarks").with_suffix("")
-        logged = logged_peak_mb(work / "logs" / rel.with_suffix(".log"))
-        rows.append({"rule": rule, "job": rel.as_posix(), "wall_s": float(b["s"]),
-                     "peak_mb": job_peak_mb(path), "sampled_mb": float(b["max_rss"]) * 2**20 / 1e6,
+        rows.append({"rule": rule, "job": path.relative_to(work / "benchmarks").with_suffix("").as_posix(),
+                     "wall_s": float(b["s"]), "peak_mb": job_peak_mb(path),
+                     "sampled_mb": float(b["max_rss"]) * 2**20 / 1e6,
                      "request_mb": mem_mb(plan, rule, view, "train" if rule.startswith("train_") else split),
-                     "exact": logged is not None})
+                     "exact": logged_peak_mb(benchmark_log(path)) is not None})
     df = pd.DataFrame(rows)
     df["peak_over_request"] = df.peak_mb / df.request_mb
     return df
@@ -102,6 +102,8 @@ def chunk_or_split(jobs: pd.DataFrame, plan) -> pd.DataFrame:
     memory follows the chunk, not the split."""
     rows = []
     v = plan.views["dense"]
+    names = {"d": f"dose_{plan.doses[0]}", "s": plan.replicates[0]}
+    peak = jobs.set_index("job")["peak_mb"]
     for label, test_job, train_job in [
         ("shard_chunk, a full chunk", "phase_d/{d}/dense/test/chunk_0000", "phase_d/{d}/dense/train/chunk_0000"),
         ("infer_chunk PINN, a full chunk", "inference/{d}/dense/test/pinn/seed_{s}/chunk_0000",
@@ -113,8 +115,6 @@ def chunk_or_split(jobs: pd.DataFrame, plan) -> pd.DataFrame:
         ("merge_chunks Baseline, the whole split", "inference/{d}/dense/test/baseline/seed_{s}/merge",
          "inference/{d}/dense/train/baseline/seed_{s}/merge"),
     ]:
-        names = {"d": f"dose_{plan.doses[0]}", "s": plan.replicates[0]}
-        peak = jobs.set_index("job")["peak_mb"]
         a, b = test_job.format(**names), train_job.format(**names)
         if a in peak and b in peak:
             rows.append({"job": label, "test_peak_mb": peak[a], "train_peak_mb": peak[b],
@@ -164,6 +164,7 @@ def report(work: Path, out: Path) -> None:
     per_rule = per_rule.sort_values("wall_s_sum", ascending=False)
     over = jobs[jobs.peak_over_request >= 1]
     per_split = chunk_or_split(jobs, plan)
+    n_train, n_test = plan.views["dense"].n_groups("train"), plan.views["dense"].n_groups("test")
     text = [
         "# The study at its real size: one dose × the dense view, every rule",
         "",
@@ -197,9 +198,9 @@ def report(work: Path, out: Path) -> None:
         "",
         "## A chunk, not a split",
         "",
-        "The train split holds 8,192 groups, the test split 5,184: a job whose memory followed its "
-        "split would peak 1.6× higher on the train split. `split_predictions_mb`: the train split's "
-        "predicted patches, which no job holds.",
+        f"The train split holds {n_train:,} groups, the test split {n_test:,}: a job whose memory "
+        f"followed its split would peak {n_train / n_test:.1f}× higher on the train split. "
+        "`split_predictions_mb`: the train split's predicted patches, which no job holds.",
         "",
         markdown_frame(per_split, right_from=1),
         "",

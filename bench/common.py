@@ -41,8 +41,8 @@ def run_measured(code: str, *args: str, env: dict | None = None) -> dict:
         f"sys.argv = ['bench'] + {list(args)!r}\n"
         "_out = {}\n"
         f"exec(compile({code!r}, 'bench', 'exec'))\n"
-        "_hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"
-        "_out['peak_rss_mib'] = int(_hwm.split()[1]) / 1024\n"
+        "from ptychostudy.runtime import peak_rss_mb\n"
+        "_out['peak_rss_mib'] = peak_rss_mb() * 1e6 / 2**20\n"
         "print(json.dumps(_out))\n"
     )
     full_env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), **(env or {})}

@@ -15,7 +15,7 @@ from conftest import ROOT, TINY
 from ptychostudy import io
 from ptychostudy.config import SCORED_SPLITS, SPLITS, build_plan
 from ptychostudy.phase_c import validate_phase_c
-from ptychostudy.resources import benchmark_job, job_peak_mb, logged_peak_mb, mem_mb
+from ptychostudy.resources import benchmark_job, benchmark_log, job_peak_mb, logged_peak_mb, mem_mb
 from ptychostudy.shards import load_chunk
 
 PLAN = build_plan(yaml.safe_load(TINY.read_text()))
@@ -115,8 +115,7 @@ def test_every_job_stays_within_its_memory_request(tiny_run):
     files = sorted((tiny_run / "benchmarks").rglob("*.tsv"))
     assert len(files) > 50
     for path in files:
-        rel = path.relative_to(tiny_run / "benchmarks").with_suffix(".log")
-        assert logged_peak_mb(tiny_run / "logs" / rel) is not None, rel
+        assert logged_peak_mb(benchmark_log(path)) is not None, benchmark_log(path)
         rule, view, split = benchmark_job(path)
         peak = job_peak_mb(path)
         assert 50 < peak < mem_mb(PLAN, rule, view, split), (path, peak, mem_mb(PLAN, rule, view, split))

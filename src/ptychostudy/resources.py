@@ -92,20 +92,23 @@ def logged_peak_mb(log_path) -> float | None:
     return peak
 
 
+def benchmark_log(benchmark_path) -> Path:
+    """The log of the job whose Snakemake benchmark file is ``benchmark_path``: the same path
+    under ``logs/`` instead of ``benchmarks/``, ``.log`` for ``.tsv``, as every rule names them."""
+    parts = Path(benchmark_path).parts
+    i = len(parts) - 1 - parts[::-1].index("benchmarks")
+    return Path(*parts[:i], "logs", *parts[i + 1:]).with_suffix(".log")
+
+
 def job_peak_mb(benchmark_path) -> float:
     """A finished job's peak RSS (MB): what it logged at exit (exact), or else the largest sample
-    of its Snakemake benchmark file (a lower bound: sampled every 30 s after the first 30 s).
-    Its log lies at the benchmark's path under ``logs/`` instead of ``benchmarks/``, as every
-    rule names them."""
-    path = Path(benchmark_path)
-    parts = path.parts
-    i = len(parts) - 1 - parts[::-1].index("benchmarks")
-    logged = logged_peak_mb(Path(*parts[:i], "logs", *parts[i + 1:]).with_suffix(".log"))
+    of its Snakemake benchmark file (a lower bound: sampled every 30 s after the first 30 s)."""
+    logged = logged_peak_mb(benchmark_log(benchmark_path))
     if logged is not None:
         return logged
     import pandas as pd
 
-    return float(pd.read_csv(path, sep="\t")["max_rss"].iloc[-1]) * 2**20 / 1e6
+    return float(pd.read_csv(benchmark_path, sep="\t")["max_rss"].iloc[-1]) * 2**20 / 1e6
 
 
 def benchmark_job(path) -> tuple[str, str | None, str | None]:
